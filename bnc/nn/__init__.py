@@ -1,0 +1,18 @@
+"""Training layers whose numerics the compiler reproduces exactly (DESIGN §2.3)."""
+
+from bnc.nn.layers import BinaryConv2d, BinaryLinear
+from bnc.nn.quant import GDQ, InputQuantizer, Sign, SymmetricQuantizer
+from bnc.nn.sparsity import SparsityRegularizer, beta_share, binary_layers, clamp_latent_
+
+__all__ = [
+    "GDQ",
+    "BinaryConv2d",
+    "BinaryLinear",
+    "InputQuantizer",
+    "Sign",
+    "SparsityRegularizer",
+    "SymmetricQuantizer",
+    "beta_share",
+    "binary_layers",
+    "clamp_latent_",
+]

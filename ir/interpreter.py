@@ -1,0 +1,181 @@
+"""The reference interpreter: the executable specification of DESIGN §2.
+
+Lowered ops run in exact integer arithmetic. ``SumConv2d`` uses float64 matrix products for
+speed; they are exact because every operand and partial sum is an integer below 2^53 (the
+widths pass proves the far smaller bound ``|T|, |S| <= taps * max|x|``). Import-level ops
+(``BinaryConv2d``, ``BatchNorm``...) run in float64 and mirror PyTorch up to rounding.
+
+Values by kind: REAL float64, INT int64 codes, BIT uint8 0/1, SUMS ``Sums``, ACC int64; all
+batched as (N, C, H, W).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bnc.ir import ops as O
+from bnc.ir.graph import Graph
+from bnc.ir.types import Kind, TensorType
+
+_CHUNK_ELEMENTS = 1 << 24
+
+
+@dataclass(frozen=True)
+class Sums:
+    """The pair of DESIGN §2.4: ``t`` (N, 1, H, W) and ``s`` (N, O, H, W), int64."""
+
+    t: np.ndarray
+    s: np.ndarray
+
+
+Value = Any  # np.ndarray or Sums
+
+
+def _values(x: np.ndarray, t: TensorType) -> np.ndarray:
+    """The integer each element stands for: the code for INT, 2a - 1 for BIT."""
+    if t.kind is Kind.BIT:
+        return x.astype(np.int64) * 2 - 1
+    return x.astype(np.int64)
+
+
+def _windows(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """(N, C, Hp, Wp) to (N, C, OH, OW, kh, kw) views."""
+    win = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(2, 3))
+    return win[:, :, :: stride[0], :: stride[1]]
+
+
+def _pad(x: np.ndarray, padding: tuple[int, int], value: float | int) -> np.ndarray:
+    ph, pw = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def sum_conv(
+    v: np.ndarray, weight: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]
+) -> Sums:
+    """T and S of integer values ``v`` (N, C, H, W) against kernel bits ``weight``."""
+    o, c, kh, kw = weight.shape
+    b = weight.reshape(o, -1).astype(np.float64).T
+    n = v.shape[0]
+    ts, ss = [], []
+    xp = _pad(v.astype(np.float64), padding, 0.0)
+    oh = (xp.shape[2] - kh) // stride[0] + 1
+    ow = (xp.shape[3] - kw) // stride[1] + 1
+    step = max(1, _CHUNK_ELEMENTS // max(1, oh * ow * c * kh * kw))
+    for i in range(0, n, step):
+        win = _windows(xp[i : i + step], (kh, kw), stride)
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, oh, ow, c * kh * kw)
+        ts.append(cols.sum(axis=-1)[:, None])
+        ss.append((cols @ b).transpose(0, 3, 1, 2))
+    t = np.rint(np.concatenate(ts)).astype(np.int64)
+    s = np.rint(np.concatenate(ss)).astype(np.int64)
+    return Sums(t, s)
+
+
+def _chan(v: np.ndarray) -> np.ndarray:
+    return v.reshape(1, -1, 1, 1)
+
+
+def max_pool(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    pad_value: float | int,
+) -> np.ndarray:
+    return _windows(_pad(x, padding, pad_value), kernel, stride).max(axis=(-2, -1))
+
+
+def dequantize(acc: np.ndarray, op: O.OutputAffine) -> np.ndarray:
+    """The network output: ``float32(acc * scale + bias)``, computed in float64.
+
+    ``scale`` is a power of two, so ``acc * scale`` is exact and the result does not depend on
+    whether a backend fuses the multiply and add. The only float step after the input.
+    """
+    return (acc.astype(np.float64) * _chan(op.scale) + _chan(op.bias)).astype(np.float32)
+
+
+def _binary_layer(v: np.ndarray, t: TensorType, op: O.BinaryConv2d) -> np.ndarray:
+    sums = sum_conv(v, op.weight, op.stride, op.padding)
+    a, d = _chan(op.alpha), _chan(op.beta - op.alpha)
+    return t.scale * (a * sums.t + d * sums.s) + _chan(op.bias)
+
+
+def _plane(op: O.Threshold | O.OutputAffine, s: Sums) -> np.ndarray:
+    return _chan(op.t.astype(np.int64)) * s.t + _chan(op.s.astype(np.int64)) * s.s
+
+
+def run_op(op: O.Op, x: Value, t: TensorType) -> Value:
+    """Apply one op to a batched value ``x`` of type ``t``."""
+    match op:
+        case O.QuantizeInput():
+            q = np.divide(x.astype(np.float32), np.float32(op.scale), dtype=np.float32)
+            if np.isnan(q).any():
+                raise ValueError("the input contains NaN")
+            return np.clip(np.rint(q), op.qmin, op.qmax).astype(np.int64)
+        case O.Sign():
+            return (np.asarray(x) >= 0).astype(np.uint8)
+        case O.BinaryConv2d():
+            return _binary_layer(_values(x, t), t, op)
+        case O.BinaryLinear():
+            conv = O.BinaryConv2d(
+                op.name, op.weight[:, :, None, None], op.alpha, op.beta, op.bias
+            )
+            return _binary_layer(_values(x, t), t, conv)
+        case O.BatchNorm():
+            k = op.gamma / np.sqrt(op.var + op.eps)
+            return _chan(k) * (x - _chan(op.mean)) + _chan(op.beta)
+        case O.MaxPool2d():
+            pad = -np.inf if t.kind is Kind.REAL else 0
+            return max_pool(x, op.kernel, op.stride, op.padding, pad)
+        case O.Flatten():
+            if isinstance(x, Sums):
+                raise TypeError("Flatten of sums")
+            return x.reshape(x.shape[0], -1, 1, 1)
+        case O.SumConv2d():
+            return sum_conv(_values(x, t), op.weight, op.stride, op.padding)
+        case O.Affine():
+            return _chan(op.t) * x.t + _chan(op.s) * x.s + _chan(op.c)
+        case O.Threshold():
+            return (_plane(op, x) + _chan(op.c.astype(np.int64)) >= 0).astype(np.uint8)
+        case O.BitMaxPool2d():
+            ored = max_pool(x, op.kernel, op.stride, op.padding, 0)
+            anded = 1 - max_pool(1 - x, op.kernel, op.stride, op.padding, 0)
+            return np.where(_chan(op.and_mask), anded, ored).astype(np.uint8)
+        case O.OutputAffine():
+            return _plane(op, x)
+    raise TypeError(f"the interpreter has no rule for {op.opname}")
+
+
+def run(
+    graph: Graph,
+    x: np.ndarray,
+    observe: Callable[[int, O.Op, Value], None] | None = None,
+) -> Value:
+    """Run ``graph`` on a batch ``x`` (N, *input shape) and return the last op's value.
+
+    ``observe(i, op, value)`` is called after every op (the verification ladder uses it).
+    """
+    want = graph.input.shape
+    if x.ndim == 2 and want[1:] == (1, 1):
+        x = x.reshape(x.shape[0], -1, 1, 1)
+    if tuple(x.shape[1:]) != want:
+        raise ValueError(f"input batch has shape {x.shape}, the graph takes (N, {want})")
+    t = graph.input
+    v: Value = x
+    for i, (op, out_t) in enumerate(zip(graph.ops, graph.types(), strict=True)):
+        v = run_op(op, v, t)
+        if observe is not None:
+            observe(i, op, v)
+        t = out_t
+    return v
+
+
+def run_all(graph: Graph, x: np.ndarray) -> list[Value]:
+    """Every op's value, in order."""
+    values: list[Value] = []
+    run(graph, x, lambda _i, _op, v: values.append(v))
+    return values

@@ -1,0 +1,281 @@
+"""IR operations: one small frozen class per op, typed fields, shape inference in ``infer``.
+
+Two levels share one graph container (``bnc.ir.graph.Graph``):
+
+* import level, as the frontend builds it from the model: ``QuantizeInput``, ``Sign``,
+  ``BinaryConv2d``, ``BinaryLinear``, ``BatchNorm``, ``MaxPool2d``, ``Flatten``; their values
+  are real numbers (float64 in the interpreter), mirroring PyTorch;
+* lowered, integer-only (DESIGN §2): ``SumConv2d`` computes the pair (T, S), ``Threshold``
+  tests it against a per-channel integer plane, ``BitMaxPool2d`` ORs / ANDs bits and
+  ``OutputAffine`` forms the network's integer accumulator. ``Affine`` is the real-valued
+  bridge the passes create and remove between the two levels.
+
+Array fields are numpy arrays that must not be mutated; ops therefore compare by identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bnc.ir.types import Kind, TensorType
+
+Pair = tuple[int, int]
+
+
+class ShapeError(ValueError):
+    """An op does not accept its input type."""
+
+
+def _out_size(size: int, kernel: int, stride: int, pad: int, what: str, name: str) -> int:
+    n = (size + 2 * pad - kernel) // stride + 1
+    if size + 2 * pad < kernel or n < 1:
+        raise ShapeError(
+            f"layer '{name}': {what} {kernel} with padding {pad} does not fit an input of {size}"
+        )
+    return n
+
+
+def _check_kind(name: str, op: str, t: TensorType, *kinds: Kind) -> None:
+    if t.kind not in kinds:
+        accepted = " or ".join(k.value for k in kinds)
+        raise ShapeError(f"layer '{name}' ({op}) takes {accepted} input, not {t}")
+
+
+def _vector(name: str, what: str, v: np.ndarray, n: int) -> None:
+    if v.shape != (n,):
+        raise ShapeError(f"layer '{name}': {what} must have shape ({n},), not {v.shape}")
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    name: str
+
+    def infer(self, t: TensorType) -> TensorType:
+        raise NotImplementedError
+
+    @property
+    def opname(self) -> str:
+        return type(self).__name__
+
+
+# --- the input boundary (both levels) ----------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizeInput(Op):
+    """``q = clamp(round_half_even(float32(x) / float32(scale)), qmin, qmax)``."""
+
+    scale: float
+    qmin: int
+    qmax: int
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.REAL)
+        return TensorType(Kind.INT, t.shape, scale=self.scale, lo=self.qmin, hi=self.qmax)
+
+
+@dataclass(frozen=True, eq=False)
+class Sign(Op):
+    """``a = 1[x >= 0]`` (``sign(0) = +1``)."""
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.REAL)
+        return TensorType(Kind.BIT, t.shape)
+
+
+# --- import level ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class BinaryConv2d(Op):
+    """``y[o] = sum_{c,k valid} w[o,c,k] * x[c, p+k] + bias[o]``, ``w = alpha + (beta-alpha)*b``."""
+
+    weight: np.ndarray  # bool (O, C, kh, kw): b
+    alpha: np.ndarray  # float64 (O,)
+    beta: np.ndarray  # float64 (O,)
+    bias: np.ndarray  # float64 (O,)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
+        o, c, kh, kw = self.weight.shape
+        if t.channels != c:
+            raise ShapeError(
+                f"layer '{self.name}' (BinaryConv2d) expects {c} input channels, got {t}"
+            )
+        for what, v in (("alpha", self.alpha), ("beta", self.beta), ("bias", self.bias)):
+            _vector(self.name, what, v, o)
+        h = _out_size(t.shape[1], kh, self.stride[0], self.padding[0], "kernel", self.name)
+        w = _out_size(t.shape[2], kw, self.stride[1], self.padding[1], "kernel", self.name)
+        return TensorType(Kind.REAL, (o, h, w))
+
+
+@dataclass(frozen=True, eq=False)
+class BinaryLinear(Op):
+    """``y[o] = sum_i w[o,i] * x[i] + bias[o]`` over a vector input (C, 1, 1)."""
+
+    weight: np.ndarray  # bool (O, I)
+    alpha: np.ndarray
+    beta: np.ndarray
+    bias: np.ndarray
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
+        o, i = self.weight.shape
+        if t.shape != (i, 1, 1):
+            raise ShapeError(
+                f"layer '{self.name}' (BinaryLinear) expects {i} input features, got {t}"
+                + (" (add a Flatten before it)" if t.size == i else "")
+            )
+        for what, v in (("alpha", self.alpha), ("beta", self.beta), ("bias", self.bias)):
+            _vector(self.name, what, v, o)
+        return TensorType(Kind.REAL, (o, 1, 1))
+
+
+@dataclass(frozen=True, eq=False)
+class BatchNorm(Op):
+    """``gamma * (x - mean) / sqrt(var + eps) + beta`` per channel (inference statistics)."""
+
+    gamma: np.ndarray
+    beta: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.REAL)
+        for what, v in (
+            ("gamma", self.gamma),
+            ("beta", self.beta),
+            ("running_mean", self.mean),
+            ("running_var", self.var),
+        ):
+            _vector(self.name, what, v, t.channels)
+        return t
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool2d(Op):
+    """Max over a window; padded taps never win. On bits this is an OR."""
+
+    kernel: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.REAL, Kind.BIT)
+        for k, p in zip(self.kernel, self.padding, strict=True):
+            if 2 * p > k:
+                raise ShapeError(
+                    f"layer '{self.name}' (MaxPool2d): padding {p} must be at most half the"
+                    f" kernel {k}"
+                )
+        c, h, w = t.shape
+        oh = _out_size(h, self.kernel[0], self.stride[0], self.padding[0], "pool", self.name)
+        ow = _out_size(w, self.kernel[1], self.stride[1], self.padding[1], "pool", self.name)
+        return TensorType(t.kind, (c, oh, ow), t.scale, t.lo, t.hi)
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten(Op):
+    """(C, H, W) to (C*H*W, 1, 1) in PyTorch's order (channel slowest)."""
+
+    def infer(self, t: TensorType) -> TensorType:
+        if t.kind is Kind.SUMS:
+            raise ShapeError(f"layer '{self.name}' (Flatten) cannot take {t}")
+        return TensorType(t.kind, (t.size, 1, 1), t.scale, t.lo, t.hi)
+
+
+# --- lowered, integer-only ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SumConv2d(Op):
+    """The pair of DESIGN §2.4 over valid (non-padded) taps, in units of the input's codes:
+
+    ``T[p] = sum_{c,k valid} x[c,p+k]`` and ``S[o,p] = sum_{c,k valid, b[o,c,k]=1} x[c,p+k]``,
+    where ``x`` is the INT code q or, for bits, ``2a - 1``. A padded tap contributes 0.
+    """
+
+    weight: np.ndarray  # bool (O, C, kh, kw)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
+        o, c, kh, kw = self.weight.shape
+        if t.channels != c:
+            raise ShapeError(f"layer '{self.name}' (SumConv2d) expects {c} channels, got {t}")
+        h = _out_size(t.shape[1], kh, self.stride[0], self.padding[0], "kernel", self.name)
+        w = _out_size(t.shape[2], kw, self.stride[1], self.padding[1], "kernel", self.name)
+        return TensorType(Kind.SUMS, (o, h, w), t.scale, t.lo, t.hi)
+
+
+@dataclass(frozen=True, eq=False)
+class Affine(Op):
+    """Real-valued ``y[o] = t[o]*T + s[o]*S[o] + c[o]`` (exists only between passes)."""
+
+    t: np.ndarray
+    s: np.ndarray
+    c: np.ndarray
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.SUMS)
+        for what, v in (("t", self.t), ("s", self.s), ("c", self.c)):
+            _vector(self.name, what, v, t.channels)
+        return TensorType(Kind.REAL, t.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Threshold(Op):
+    """``a[o] = 1[t[o]*T + s[o]*S[o] + c[o] >= 0]`` in exact integers (int64 coefficients)."""
+
+    t: np.ndarray
+    s: np.ndarray
+    c: np.ndarray
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.SUMS)
+        for what, v in (("t", self.t), ("s", self.s), ("c", self.c)):
+            _vector(self.name, what, v, t.channels)
+        return TensorType(Kind.BIT, t.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class BitMaxPool2d(Op):
+    """Max-pool of bits: OR per channel, or AND where ``and_mask`` is set (a max-pool moved
+    past a decreasing threshold). Padded taps are ignored."""
+
+    kernel: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    and_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.BIT)
+        _vector(self.name, "and_mask", self.and_mask, t.channels)
+        return MaxPool2d(self.name, self.kernel, self.stride, self.padding).infer(t)
+
+
+@dataclass(frozen=True, eq=False)
+class OutputAffine(Op):
+    """The network output: the integer accumulator ``acc[o] = t[o]*T + s[o]*S[o]`` and its
+    per-channel affine ``y = float32(acc * scale[o] + bias[o])`` (``bnc.ir.interpreter.dequantize``
+    is the one place where that float happens)."""
+
+    t: np.ndarray  # int64
+    s: np.ndarray  # int64
+    scale: np.ndarray  # float64, powers of two
+    bias: np.ndarray  # float64
+
+    def infer(self, t: TensorType) -> TensorType:
+        _check_kind(self.name, self.opname, t, Kind.SUMS)
+        for what, v in (("t", self.t), ("s", self.s), ("scale", self.scale), ("bias", self.bias)):
+            _vector(self.name, what, v, t.channels)
+        return TensorType(Kind.ACC, t.shape)
+
+
+LOWERED_OPS = (QuantizeInput, Sign, SumConv2d, Threshold, BitMaxPool2d, OutputAffine, Flatten)

@@ -1,0 +1,5 @@
+import sys
+
+from bnc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,187 @@
+"""The Python API of DESIGN §3: ``bnc.compile(model_or_path, example_input, target=...)``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnc import targets
+from bnc.errors import BncError
+from bnc.ir import analysis
+from bnc.ir import ops as O
+from bnc.ir.graph import Graph
+from bnc.ir.interpreter import dequantize
+from bnc.ir.passes import LoweringError, lower
+from bnc.report import render_report
+
+MANIFEST = "bnc.json"
+
+
+def output_op(graph: Graph) -> O.OutputAffine:
+    return next(op for op in graph.ops if isinstance(op, O.OutputAffine))
+
+
+@dataclass
+class CompiledModel:
+    """A lowered model bound to a target. ``save`` writes the artifact folder; ``run`` builds
+    it once (in a private folder if it was never saved) and executes it."""
+
+    name: str
+    graph: Graph  # import level
+    lowered: Graph
+    target: str
+    _folder: Path | None = field(default=None, repr=False)
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.graph.input.shape
+
+    def manifest(self) -> dict[str, Any]:
+        out = output_op(self.lowered)
+        return {
+            "bnc_version": 1,
+            "name": self.name,
+            "target": self.target,
+            "input_shape": list(self.graph.input.shape),
+            "output_shape": list(self.lowered.output.shape),
+            "output_scale": [float(v) for v in out.scale],
+            "output_bias": [float(v) for v in out.bias],
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the artifact into ``folder`` atomically (a temporary sibling, then a rename).
+
+        An existing bnc output folder is replaced; any other existing path is refused.
+        """
+        dest = Path(folder)
+        if dest.exists() and not (dest / MANIFEST).is_file():
+            raise BncError(f"{dest}: exists and is not a bnc output folder; choose another -o")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            targets.get(self.target).emit(self.lowered, tmp, self.name)
+            (tmp / "report.md").write_text(render_report(self), encoding="utf-8")
+            text = json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n"
+            (tmp / MANIFEST).write_text(text, encoding="utf-8")
+            if dest.exists():
+                shutil.rmtree(dest)
+            tmp.rename(dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._folder = dest
+        return dest
+
+    def _ensure_folder(self) -> Path:
+        if self._folder is None or not self._folder.is_dir():
+            self._tmp = tempfile.TemporaryDirectory(prefix="bnc-")
+            self.save(Path(self._tmp.name) / self.name)
+        assert self._folder is not None
+        return self._folder
+
+    def run_acc(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """The integer accumulators (N, outputs) and the runner's stats."""
+        return Artifact.open(self._ensure_folder()).run_acc(x)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Float32 outputs (N, outputs), dequantized as in DESIGN §2.8."""
+        acc, _ = self.run_acc(x)
+        return dequantize_flat(acc, output_op(self.lowered))
+
+    def report(self) -> str:
+        return render_report(self)
+
+    def layers(self) -> list[analysis.LayerInfo]:
+        return analysis.layer_table(self.lowered)
+
+
+def dequantize_flat(acc: np.ndarray, out: O.OutputAffine) -> np.ndarray:
+    """``dequantize`` for accumulators flattened to (N, C*H*W) in PyTorch order."""
+    n = acc.shape[0]
+    per = acc.reshape(n, out.scale.shape[0], -1)
+    return dequantize(per[..., None], out).reshape(n, -1)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A compiled folder on disk, as ``bnc run`` and ``bnc report`` see it."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @staticmethod
+    def open(folder: str | Path) -> Artifact:
+        path = Path(folder)
+        man = path / MANIFEST
+        if not man.is_file():
+            raise BncError(
+                f"{path}: not a bnc output folder (no {MANIFEST}); make one with 'bnc compile'"
+            )
+        try:
+            data = json.loads(man.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise BncError(f"{man}: unreadable manifest ({e})") from None
+        return Artifact(path, data)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.manifest["input_shape"])
+
+    def check_input(self, x: np.ndarray, where: str = "input") -> np.ndarray:
+        want = self.input_shape
+        if x.dtype != np.float32:
+            raise BncError(
+                f"{where}: dtype {x.dtype}, the model takes float32"
+                " (convert with x.astype(np.float32))"
+            )
+        shape = tuple(x.shape)
+        if shape[1:] != want and not (want[1:] == (1, 1) and shape[1:] == want[:1]):
+            shown = ",".join(map(str, want))
+            raise BncError(f"{where}: shape {shape}, the model takes (N,{shown})")
+        if not np.isfinite(x).all():
+            raise BncError(f"{where}: contains NaN or infinity; the model takes finite values")
+        return np.ascontiguousarray(x.reshape(x.shape[0], *want))
+
+    def run_acc(self, x: np.ndarray, where: str = "input") -> tuple[np.ndarray, dict[str, Any]]:
+        x = self.check_input(x, where)
+        return targets.get(self.manifest["target"]).run(self.folder, x)
+
+    def dequantize(self, acc: np.ndarray) -> np.ndarray:
+        scale = np.asarray(self.manifest["output_scale"], dtype=np.float64)
+        bias = np.asarray(self.manifest["output_bias"], dtype=np.float64)
+        zeros = np.zeros_like(scale, dtype=np.int64)
+        return dequantize_flat(acc, O.OutputAffine("output", zeros, zeros, scale, bias))
+
+
+def compile(  # noqa: A001 - the name DESIGN §3 fixes
+    model: Any,
+    example_input: Any = None,
+    target: str = "c",
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    trust: bool = False,
+) -> CompiledModel:
+    """Compile a ``torch.nn.Module`` (with ``example_input``: a tensor or a shape) or a model
+    file (path) for ``target``."""
+    from bnc import frontend  # torch is heavy; import on use
+
+    targets.get(target)
+    if isinstance(model, str | Path):
+        imported = frontend.load_model(Path(model), input_shape=input_shape, trust=trust)
+    else:
+        if example_input is None and input_shape is None:
+            raise BncError("compile: pass example_input (a tensor or a shape) with a module")
+        imported = frontend.from_module(model, example_input or input_shape)
+    try:
+        lowered = lower(imported.graph)
+        analysis.layer_widths(lowered)
+    except (LoweringError, analysis.WidthError) as e:
+        raise BncError(f"{imported.name}: {e}") from None
+    return CompiledModel(imported.name, imported.graph, lowered, target)

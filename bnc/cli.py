@@ -1,0 +1,188 @@
+"""The ``bnc`` command line (DESIGN §3). Every user error is one line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnc import __version__, targets
+from bnc.errors import BncError
+
+EXIT_USAGE = 2
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise BncError(f"{path}: no such file ({what})")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise BncError(f"{path}: not a readable .npy array ({e}); save one with np.save") from None
+    if not isinstance(arr, np.ndarray):
+        raise BncError(f"{path}: holds several arrays (.npz); pass one .npy array")
+    return arr
+
+
+def _write_atomic(path: str, write: Any) -> None:
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _input_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    from bnc.frontend import parse_input_shape
+
+    return parse_input_shape(text)
+
+
+def cmd_compile(a: argparse.Namespace) -> int:
+    import bnc
+
+    if (a.fps_target is not None or a.clock_mhz is not None) and a.target != "fpga":
+        raise BncError("--fps-target and --clock-mhz apply to --target fpga only")
+    targets.get(a.target)
+    model = Path(a.model)
+    out = Path(a.output) if a.output else Path(f"{model.stem}-{a.target}")
+    t0 = time.perf_counter()
+    _say(f"bnc: importing {model}")
+    compiled = bnc.compile(model, target=a.target, input_shape=_input_shape(a.input_shape),
+                           trust=a.trust)
+    if a.dump_ir:
+        from bnc.ir.printer import dump
+
+        print(dump(compiled.lowered), end="")
+    _say(f"bnc: lowered {len(compiled.lowered.ops)} ops; emitting {a.target} code to {out}/")
+    compiled.save(out)
+    _say(f"bnc: done in {time.perf_counter() - t0:.1f} s: {out}/")
+    return 0
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from bnc.api import Artifact
+
+    art = Artifact.open(a.out)
+    x = _load_npy(a.input, "--input")
+    labels = _load_npy(a.labels, "--labels") if a.labels else None
+    if labels is not None and (labels.ndim != 1 or labels.shape[0] != x.shape[0]):
+        raise BncError(f"{a.labels}: shape {labels.shape}, expected ({x.shape[0]},) class indices")
+    _say(f"bnc: running {x.shape[0]} samples on target {art.manifest['target']}")
+    acc, stats = art.run_acc(x, where=a.input)
+    y = art.dequantize(acc)
+    if a.output:
+        _write_atomic(a.output, lambda tmp: np.save(open(tmp, "wb"), y))  # noqa: SIM115
+    if a.stats:
+        text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
+        _write_atomic(a.stats, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    per = stats.get("seconds_per_sample")
+    line = f"{y.shape[0]} samples"
+    if per is not None:
+        line += f", {per * 1e6:.1f} us per sample"
+    if labels is not None:
+        acc_pct = 100.0 * float((y.argmax(axis=1) == labels).mean())
+        line += f", accuracy {acc_pct:.2f} %"
+    print(line)
+    if not a.output:
+        print("predicted classes:", " ".join(map(str, y.argmax(axis=1)[:20])),
+              "..." if y.shape[0] > 20 else "")
+    return 0
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    import bnc
+    from bnc.report import inspect_text
+
+    compiled = bnc.compile(Path(a.model), input_shape=_input_shape(a.input_shape), trust=a.trust)
+    print(f"{a.model}: input {','.join(map(str, compiled.input_shape))}")
+    print(inspect_text(compiled.lowered), end="")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from bnc.api import Artifact
+
+    art = Artifact.open(a.out)
+    rep = art.folder / "report.md"
+    if not rep.is_file():
+        raise BncError(f"{rep}: missing; recompile with 'bnc compile'")
+    print(rep.read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bnc",
+        description="Compile binarized / sparse neural networks to integer-only code.",
+    )
+    p.add_argument("--version", action="version", version=f"bnc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="compile a model to a target folder")
+    c.add_argument("model", help="torch.save module, TorchScript archive or torch.export program")
+    c.add_argument("--target", default="c", metavar="|".join(targets.names()),
+                   help="what to generate (default: c, runs on this machine)")
+    c.add_argument("-o", "--output", help="output folder (default: MODEL-TARGET)")
+    c.add_argument("--input-shape", help="C,H,W when the file does not record it, e.g. 1,28,28")
+    c.add_argument("--trust", action="store_true",
+                   help="load pickles with classes outside the allow-list (trusted files only)")
+    c.add_argument("--dump-ir", action="store_true", help="print the lowered IR")
+    c.add_argument("--fps-target", type=float, help="fpga: frames per second to fold for")
+    c.add_argument("--clock-mhz", type=float, help="fpga: clock in MHz (default 100)")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run a compiled folder on a batch of inputs")
+    r.add_argument("out", help="a folder made by 'bnc compile'")
+    r.add_argument("--input", required=True, help="X.npy, float32 (N, C, H, W)")
+    r.add_argument("--output", help="Y.npy to write, float32 (N, classes)")
+    r.add_argument("--stats", help="S.json to write: samples, seconds_per_sample")
+    r.add_argument("--labels", help="L.npy of class indices: print the accuracy")
+    r.set_defaults(func=cmd_run)
+
+    i = sub.add_parser("inspect", help="per-layer shapes, bits, sparsity, kernel classes, ops")
+    i.add_argument("model")
+    i.add_argument("--input-shape", help="C,H,W when the file does not record it")
+    i.add_argument("--trust", action="store_true", help="as for compile")
+    i.set_defaults(func=cmd_inspect)
+
+    rp = sub.add_parser("report", help="what a compiled folder holds: memory, ops, sparsity")
+    rp.add_argument("out")
+    rp.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BncError as e:
+        print(f"bnc: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bnc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Text for ``bnc inspect`` and ``bnc report``: the per-layer table and totals."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bnc.ir.analysis import LayerInfo, layer_table
+from bnc.ir.graph import Graph
+
+if TYPE_CHECKING:
+    from bnc.api import CompiledModel
+
+HEADER = (
+    "layer", "op", "input", "output", "bits", "beta %", "zero %", "one-hot %", "dense %",
+    "MACs", "weight B", "acc bits",
+)
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}" if whole else "-"
+
+
+def _row(r: LayerInfo) -> tuple[str, ...]:
+    k = r.kernels
+    shape = lambda t: "x".join(map(str, t.shape))  # noqa: E731
+    if k is None:
+        sparse = ("-", "-", "-", "-")
+    else:
+        sparse = (
+            _pct(k.beta_weights, k.weights),
+            _pct(k.zero, k.kernels),
+            _pct(k.one_hot, k.kernels),
+            _pct(k.dense, k.kernels),
+        )
+    op = "BinaryConv2d" if r.op == "SumConv2d" else r.op
+    return (
+        r.name, op, shape(r.in_type), shape(r.out_type), r.operand_bits, *sparse,
+        f"{r.macs:,}" if r.macs else "-",
+        f"{r.weight_bytes:,}" if r.weight_bytes else "-",
+        str(r.acc_bits) if r.acc_bits else "-",
+    )
+
+
+def totals(rows: list[LayerInfo]) -> dict[str, float]:
+    weights = sum(r.kernels.weights for r in rows if r.kernels)
+    beta = sum(r.kernels.beta_weights for r in rows if r.kernels)
+    return {
+        "binary_weights": weights,
+        "alpha_share": 1.0 - beta / weights if weights else 0.0,
+        "macs": sum(r.macs for r in rows),
+        "weight_bytes": sum(r.weight_bytes for r in rows),
+    }
+
+
+def format_table(rows: list[LayerInfo], markdown: bool = False) -> str:
+    cells = [HEADER, *(_row(r) for r in rows)]
+    if markdown:
+        lines = ["| " + " | ".join(c) + " |" for c in cells]
+        lines.insert(1, "|" + "---|" * len(HEADER))
+        return "\n".join(lines) + "\n"
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
+    lines = ["  ".join(c.rjust(w) if i >= 4 else c.ljust(w) for i, (c, w) in
+                       enumerate(zip(row, widths, strict=True))).rstrip() for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def summary(rows: list[LayerInfo]) -> str:
+    t = totals(rows)
+    return (
+        f"binary weights: {t['binary_weights']:,}, at alpha (b = 0): {100 * t['alpha_share']:.1f} %"
+        f"; MACs per inference: {t['macs']:,}; packed weights: {t['weight_bytes']:,} bytes\n"
+    )
+
+
+def inspect_text(lowered: Graph) -> str:
+    rows = layer_table(lowered)
+    return format_table(rows) + summary(rows)
+
+
+def render_report(model: CompiledModel) -> str:
+    rows = layer_table(model.lowered)
+    shape = ",".join(map(str, model.input_shape))
+    return (
+        f"# bnc report: {model.name}\n\n"
+        f"Target `{model.target}`, input {shape} (float32, batch first).\n\n"
+        f"{summary(rows)}\n"
+        "Kernel classes: a kernel is one output channel's taps on one input channel; zero"
+        " kernels cost nothing, one-hot kernels are a shifted read, dense kernels need"
+        " AND-popcount. `acc bits` is the proven width of the threshold / output plane.\n\n"
+        f"{format_table(rows, markdown=True)}"
+    )

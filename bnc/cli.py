@@ -68,8 +68,9 @@ def cmd_compile(a: argparse.Namespace) -> int:
     out = Path(a.output) if a.output else Path(f"{model.stem}-{a.target}")
     t0 = time.perf_counter()
     _say(f"bnc: importing {model}")
-    compiled = bnc.compile(model, target=a.target, input_shape=_input_shape(a.input_shape),
-                           trust=a.trust)
+    compiled = bnc.compile(
+        model, target=a.target, input_shape=_input_shape(a.input_shape), trust=a.trust
+    )
     if a.dump_ir:
         from bnc.ir.printer import dump
 
@@ -105,8 +106,11 @@ def cmd_run(a: argparse.Namespace) -> int:
         line += f", accuracy {acc_pct:.2f} %"
     print(line)
     if not a.output:
-        print("predicted classes:", " ".join(map(str, y.argmax(axis=1)[:20])),
-              "..." if y.shape[0] > 20 else "")
+        print(
+            "predicted classes:",
+            " ".join(map(str, y.argmax(axis=1)[:20])),
+            "..." if y.shape[0] > 20 else "",
+        )
     return 0
 
 
@@ -141,12 +145,19 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="compile a model to a target folder")
     c.add_argument("model", help="torch.save module, TorchScript archive or torch.export program")
-    c.add_argument("--target", default="c", metavar="|".join(targets.names()),
-                   help="what to generate (default: c, runs on this machine)")
+    c.add_argument(
+        "--target",
+        default="c",
+        metavar="|".join(targets.names()),
+        help="what to generate (default: c, runs on this machine)",
+    )
     c.add_argument("-o", "--output", help="output folder (default: MODEL-TARGET)")
     c.add_argument("--input-shape", help="C,H,W when the file does not record it, e.g. 1,28,28")
-    c.add_argument("--trust", action="store_true",
-                   help="load pickles with classes outside the allow-list (trusted files only)")
+    c.add_argument(
+        "--trust",
+        action="store_true",
+        help="load pickles with classes outside the allow-list (trusted files only)",
+    )
     c.add_argument("--dump-ir", action="store_true", help="print the lowered IR")
     c.add_argument("--fps-target", type=float, help="fpga: frames per second to fold for")
     c.add_argument("--clock-mhz", type=float, help="fpga: clock in MHz (default 100)")

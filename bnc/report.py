@@ -11,8 +11,18 @@ if TYPE_CHECKING:
     from bnc.api import CompiledModel
 
 HEADER = (
-    "layer", "op", "input", "output", "bits", "beta %", "zero %", "one-hot %", "dense %",
-    "MACs", "weight B", "acc bits",
+    "layer",
+    "op",
+    "input",
+    "output",
+    "bits",
+    "beta %",
+    "zero %",
+    "one-hot %",
+    "dense %",
+    "MACs",
+    "weight B",
+    "acc bits",
 )
 
 
@@ -34,7 +44,12 @@ def _row(r: LayerInfo) -> tuple[str, ...]:
         )
     op = "BinaryConv2d" if r.op == "SumConv2d" else r.op
     return (
-        r.name, op, shape(r.in_type), shape(r.out_type), r.operand_bits, *sparse,
+        r.name,
+        op,
+        shape(r.in_type),
+        shape(r.out_type),
+        r.operand_bits,
+        *sparse,
         f"{r.macs:,}" if r.macs else "-",
         f"{r.weight_bytes:,}" if r.weight_bytes else "-",
         str(r.acc_bits) if r.acc_bits else "-",
@@ -59,8 +74,13 @@ def format_table(rows: list[LayerInfo], markdown: bool = False) -> str:
         lines.insert(1, "|" + "---|" * len(HEADER))
         return "\n".join(lines) + "\n"
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
-    lines = ["  ".join(c.rjust(w) if i >= 4 else c.ljust(w) for i, (c, w) in
-                       enumerate(zip(row, widths, strict=True))).rstrip() for row in cells]
+    lines = [
+        "  ".join(
+            c.rjust(w) if i >= 4 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in cells
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -34,8 +34,18 @@ def main() -> None:
     bnc("inspect", str(MODEL))
     out = BUILD / "fashion_bnn-c"
     bnc("compile", str(MODEL), "--target", "c", "-o", str(out))
-    bnc("run", str(out), "--input", str(BUILD / "x.npy"), "--output", str(BUILD / "y.npy"),
-        "--stats", str(BUILD / "stats.json"), "--labels", str(BUILD / "labels.npy"))
+    bnc(
+        "run",
+        str(out),
+        "--input",
+        str(BUILD / "x.npy"),
+        "--output",
+        str(BUILD / "y.npy"),
+        "--stats",
+        str(BUILD / "stats.json"),
+        "--labels",
+        str(BUILD / "labels.npy"),
+    )
 
     y = np.load(BUILD / "y.npy")
     stats = json.loads((BUILD / "stats.json").read_text())

@@ -121,9 +121,7 @@ def run_op(op: O.Op, x: Value, t: TensorType) -> Value:
         case O.BinaryConv2d():
             return _binary_layer(_values(x, t), t, op)
         case O.BinaryLinear():
-            conv = O.BinaryConv2d(
-                op.name, op.weight[:, :, None, None], op.alpha, op.beta, op.bias
-            )
+            conv = O.BinaryConv2d(op.name, op.weight[:, :, None, None], op.alpha, op.beta, op.bias)
             return _binary_layer(_values(x, t), t, conv)
         case O.BatchNorm():
             k = op.gamma / np.sqrt(op.var + op.eps)

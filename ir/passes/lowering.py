@@ -154,8 +154,10 @@ class FoldSign:
         for op in graph.ops:
             if isinstance(op, O.Sign) and out and isinstance(out[-1], O.Affine):
                 prev = out.pop()
-                cols = [_fixed([prev.t[o : o + 1], prev.s[o : o + 1], prev.c[o : o + 1]])[0]
-                        for o in range(prev.t.shape[0])]
+                cols = [
+                    _fixed([prev.t[o : o + 1], prev.s[o : o + 1], prev.c[o : o + 1]])[0]
+                    for o in range(prev.t.shape[0])
+                ]
                 t, s, c = (np.concatenate([col[k] for col in cols]) for k in range(3))
                 op = O.Threshold(f"{prev.name}+{op.name}", t, s, c)
             out.append(op)

@@ -1,0 +1,108 @@
+"""Random import-level graphs for property tests (no PyTorch needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bnc.ir import ops as O
+from bnc.ir.graph import Graph
+from bnc.ir.types import TensorType, real
+
+
+def levels(rng: np.random.Generator, o: int) -> tuple[np.ndarray, np.ndarray]:
+    """GDQ levels of any sign, per channel or shared, and sometimes the symmetric case."""
+    kind = rng.integers(3)
+    if kind == 0:
+        s = rng.uniform(0.1, 2.0, size=o)
+        return -s, s
+    n = o if kind == 1 else 1
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    return np.broadcast_to(a, (o,)).copy(), np.broadcast_to(b, (o,)).copy()
+
+
+def weights(rng: np.random.Generator, shape: tuple[int, ...], beta_share: float) -> np.ndarray:
+    w = rng.random(shape) < beta_share
+    if shape[0] > 1 and rng.random() < 0.5:
+        w[rng.integers(shape[0])] = False  # an all-zero output channel
+    return w
+
+
+def batch_norm(rng: np.random.Generator, name: str, c: int) -> O.BatchNorm:
+    gamma = rng.normal(size=c)
+    gamma[rng.random(c) < 0.15] = 0.0
+    return O.BatchNorm(
+        name,
+        gamma,
+        rng.normal(size=c),
+        rng.normal(scale=3.0, size=c),
+        rng.uniform(0.2, 3.0, size=c),
+        1e-5,
+    )
+
+
+class _Chain:
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        self.input = real(shape)
+        self.t: TensorType = self.input
+        self.ops: list[O.Op] = []
+
+    def add(self, op: O.Op) -> None:
+        self.t = op.infer(self.t)
+        self.ops.append(op)
+
+
+def random_graph(seed: int, max_layers: int = 3) -> Graph:
+    """A random chain: input quantizer or sign, conv blocks with every option, a linear head."""
+    rng = np.random.default_rng(seed)
+    g = _Chain((int(rng.integers(1, 5)), int(rng.integers(5, 13)), int(rng.integers(5, 13))))
+    if rng.random() < 0.75:
+        signed = bool(rng.random() < 0.3)
+        lo, hi = (-128, 127) if signed else (0, 255)
+        g.add(O.QuantizeInput("in", 1 / 127 if signed else 1 / 255, lo, hi))
+    else:
+        g.add(O.Sign("in"))
+    sparsity = float(rng.choice([0.0, 0.5, 0.9, 0.95, 0.99]))
+    for i in range(int(rng.integers(1, max_layers + 1))):
+        c, h, w = g.t.shape
+        k = int(rng.choice([1, 3, 5, 7]))
+        if k > min(h, w):
+            k = 1
+        pad = int(rng.integers(0, k // 2 + 1))
+        stride = int(rng.integers(1, 3))
+        o = int(rng.choice([1, 3, 8, 31, 33, 65]))
+        alpha, beta = levels(rng, o)
+        bias = rng.normal(size=o) if rng.random() < 0.3 else np.zeros(o)
+        wts = weights(rng, (o, c, k, k), 1 - sparsity)
+        g.add(O.BinaryConv2d(f"conv{i}", wts, alpha, beta, bias, (stride, stride), (pad, pad)))
+        _, h, w = g.t.shape
+        pool = h >= 2 and w >= 2 and rng.random() < 0.6
+        before = pool and rng.random() < 0.5
+        if before:
+            g.add(O.MaxPool2d(f"pool{i}", (2, 2), (2, 2)))
+        g.add(batch_norm(rng, f"bn{i}", o))
+        g.add(O.Sign(f"sign{i}"))
+        if pool and not before:
+            g.add(O.MaxPool2d(f"pool{i}", (2, 2), (2, 2), (int(rng.integers(0, 2)),) * 2))
+    g.add(O.Flatten("flat"))
+    classes = int(rng.integers(2, 12))
+    alpha, beta = levels(rng, classes)
+    g.add(
+        O.BinaryLinear(
+            "fc",
+            weights(rng, (classes, g.t.size), 1 - sparsity),
+            alpha,
+            beta,
+            rng.normal(size=classes),
+        )
+    )
+    if rng.random() < 0.7:
+        g.add(batch_norm(rng, "bn_out", classes))
+    return Graph(g.input, tuple(g.ops))
+
+
+def random_input(graph: Graph, n: int, seed: int) -> np.ndarray:
+    """Float32 inputs that exercise the whole code range (and exact zeros for sign)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-0.2, 1.2, size=(n, *graph.input.shape)).astype(np.float32)
+    x[rng.random(x.shape) < 0.05] = 0.0
+    return x

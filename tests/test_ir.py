@@ -1,0 +1,219 @@
+"""The IR, its interpreter and its passes, without PyTorch."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bnc.api import dequantize_flat, output_op
+from bnc.ir import analysis
+from bnc.ir import interpreter as interp
+from bnc.ir import ops as O
+from bnc.ir.graph import Graph
+from bnc.ir.passes import LoweringError, lower
+from bnc.ir.passes.lowering import PRECISION, FoldSign, PushMaxPoolPastThreshold
+from bnc.ir.printer import dump
+from bnc.ir.types import Kind, TensorType, bits, real
+
+sys.path.insert(0, str(Path(__file__).parent))
+from irgen import batch_norm, random_graph, random_input  # noqa: E402
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def direct_sums(v: np.ndarray, w: np.ndarray, stride: int, pad: int) -> tuple[np.ndarray, ...]:
+    """T and S by the definition, one tap at a time."""
+    n, c, h, wd = v.shape
+    o, _, kh, kw = w.shape
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    t = np.zeros((n, 1, oh, ow), dtype=np.int64)
+    s = np.zeros((n, o, oh, ow), dtype=np.int64)
+    for y, x, ci, ky, kx in itertools.product(range(oh), range(ow), range(c), range(kh), range(kw)):
+        iy, ix = y * stride + ky - pad, x * stride + kx - pad
+        if 0 <= iy < h and 0 <= ix < wd:
+            val = v[:, ci, iy, ix]
+            t[:, 0, y, x] += val
+            for oc in range(o):
+                if w[oc, ci, ky, kx]:
+                    s[:, oc, y, x] += val
+    return t, s
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    c=st.integers(1, 4),
+    o=st.integers(1, 4),
+    h=st.integers(1, 7),
+    w=st.integers(1, 7),
+    k=st.sampled_from([1, 2, 3, 5]),
+    stride=st.integers(1, 3),
+    pad=st.integers(0, 2),
+    seed=st.integers(0, 2**31 - 1),
+    binary=st.booleans(),
+)
+def test_sum_conv_is_the_definition(
+    c: int, o: int, h: int, w: int, k: int, stride: int, pad: int, seed: int, binary: bool
+) -> None:
+    if h + 2 * pad < k or w + 2 * pad < k:
+        return
+    rng = np.random.default_rng(seed)
+    v = rng.choice([-1, 1], size=(2, c, h, w)) if binary else rng.integers(-128, 256, (2, c, h, w))
+    wts = rng.random((o, c, k, k)) < 0.4
+    got = interp.sum_conv(v, wts, (stride, stride), (pad, pad))
+    t, s = direct_sums(v, wts, stride, pad)
+    np.testing.assert_array_equal(got.t, t)
+    np.testing.assert_array_equal(got.s, s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    coef=st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=64), min_size=3, max_size=3),
+    t_val=st.integers(-100_000, 100_000),
+    s_val=st.integers(-100_000, 100_000),
+)
+def test_integer_threshold_agrees_outside_the_documented_margin(
+    coef: list[float], t_val: int, s_val: int
+) -> None:
+    t, s, c = (np.array([v]) for v in coef)
+    sums = TensorType(Kind.SUMS, (1, 1, 1))
+    folded = FoldSign().apply(_affine_sign_graph(t, s, c))
+    thr = folded.ops[-1]
+    assert isinstance(thr, O.Threshold)
+    exact = float(t[0]) * t_val + float(s[0]) * s_val + float(c[0])
+    integer = int(thr.t[0]) * t_val + int(thr.s[0]) * s_val + int(thr.c[0]) >= 0
+    m = max(abs(v) for v in coef)
+    margin = (abs(t_val) + abs(s_val) + 1) * m * 2.0**-PRECISION
+    if abs(exact) > margin:
+        assert integer == (exact >= 0)
+    assert thr.infer(sums).kind is Kind.BIT
+
+
+def _affine_sign_graph(t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Graph:
+    conv = O.SumConv2d("conv", np.ones((1, 1, 1, 1), dtype=bool))
+    ops = (O.Sign("in"), conv, O.Affine("conv", t, s, c), O.Sign("sign"))
+    return Graph(real((1, 1, 1)), ops)
+
+
+def test_zero_gamma_gives_a_constant_channel() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.random((2, 1, 3, 3)) < 0.5
+    one = np.ones(2)
+    bn = O.BatchNorm("bn", np.array([0.0, 0.0]), np.array([0.5, -0.5]), np.zeros(2), one, 1e-5)
+    g = Graph(
+        real((1, 5, 5)),
+        (
+            O.Sign("in"),
+            O.BinaryConv2d("c", w, -one, one, 0 * one),
+            bn,
+            O.Sign("s"),
+            O.Flatten("f"),
+            O.BinaryLinear("fc", np.ones((1, 18), dtype=bool), -one[:1], one[:1], one[:1] * 0),
+        ),
+    )
+    lowered = lower(g)
+    bits_out: list[np.ndarray] = []
+    interp.run(
+        lowered,
+        random_input(g, 10, 1),
+        lambda _i, op, v: bits_out.append(v) if isinstance(op, O.Threshold) else None,
+    )
+    assert (bits_out[0][:, 0] == 1).all() and (bits_out[0][:, 1] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_lowered_graph_agrees_with_the_real_graph(seed: int) -> None:
+    graph = random_graph(seed)
+    lowered = lower(graph)
+    assert all(isinstance(op, O.LOWERED_OPS) for op in lowered.ops)
+    x = random_input(graph, 40, seed)
+    ref = interp.run(graph, x).reshape(40, -1)
+    got = dequantize_flat(interp.run(lowered, x).reshape(40, -1), output_op(lowered))
+    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.95
+    close = np.isclose(ref, got, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    assert close.mean() >= 0.95
+
+
+def test_max_pool_moves_past_a_decreasing_threshold_as_and() -> None:
+    rng = np.random.default_rng(3)
+    c = 6
+    w = rng.random((c, 2, 3, 3)) < 0.5
+    a, b = -np.ones(c), np.ones(c)
+    bn = batch_norm(rng, "bn", c)
+    before = Graph(
+        real((2, 8, 8)),
+        (
+            O.Sign("in"),
+            O.BinaryConv2d("conv", w, a, b, 0 * a),
+            O.MaxPool2d("pool", (2, 2), (2, 2)),
+            bn,
+            O.Sign("s"),
+        ),
+    )
+    after = PushMaxPoolPastThreshold().apply(before)
+    assert isinstance(after.ops[-1], O.BitMaxPool2d)
+    np.testing.assert_array_equal(after.ops[-1].and_mask, bn.gamma < 0)
+    x = random_input(before, 50, 3)
+    np.testing.assert_array_equal(interp.run(before, x), interp.run(after, x))
+
+
+def test_bit_max_pool_ignores_padding() -> None:
+    x = np.zeros((1, 2, 2, 2), dtype=np.uint8)
+    x[0, 1] = 1
+    op = O.BitMaxPool2d("p", (3, 3), (1, 1), (1, 1), np.array([False, True]))
+    out = interp.run_op(op, x, bits((2, 2, 2)))
+    assert (out[0, 0] == 0).all() and (out[0, 1] == 1).all()  # AND over valid taps only
+
+
+def test_widths_refuse_an_overflowing_plane() -> None:
+    conv = O.SumConv2d("big", np.ones((1, 64, 7, 7), dtype=bool))
+    huge = np.array([2**50])
+    g = Graph(
+        real((64, 7, 7)),
+        (O.QuantizeInput("in", 1.0, 0, 255), conv, O.Threshold("thr", huge, huge, np.array([0]))),
+    )
+    with pytest.raises(analysis.WidthError, match="'big'"):
+        analysis.layer_widths(g)
+
+
+def test_kernel_classes() -> None:
+    w = np.zeros((2, 3, 3, 3), dtype=bool)
+    w[0, 0, 1, 1] = True
+    w[0, 1] = True
+    info = analysis.KernelInfo.of(w)
+    assert (info.zero, info.one_hot, info.dense) == (4, 1, 1)
+    assert math.isclose(info.beta_share, 10 / 54)
+
+
+@pytest.mark.parametrize(
+    ("ops", "message"),
+    [
+        ((O.Sign("s"), O.MaxPool2d("p", (2, 2), (2, 2))), "must end with a binary layer"),
+        ((O.QuantizeInput("q", 1.0, 0, 255), O.Flatten("f")), "must end with a binary layer"),
+    ],
+)
+def test_lowering_errors_name_the_problem(ops: tuple[O.Op, ...], message: str) -> None:
+    with pytest.raises(LoweringError, match=message):
+        lower(Graph(real((1, 4, 4)), ops))
+
+
+def test_ops_reject_wrong_inputs_with_the_layer_name() -> None:
+    conv = O.BinaryConv2d("features.3", np.ones((4, 3, 3, 3), dtype=bool), *(np.ones(4),) * 3)
+    with pytest.raises(O.ShapeError, match="'features.3'.*expects 3 input channels"):
+        conv.infer(bits((2, 8, 8)))
+    with pytest.raises(O.ShapeError, match="takes int or bit input"):
+        conv.infer(real((3, 8, 8)))
+
+
+def test_ir_dump_matches_golden(request: pytest.FixtureRequest) -> None:
+    text = dump(lower(random_graph(7))) + dump(lower(random_graph(11)))
+    path = GOLDEN / "lowered_random.ir"
+    if request.config.getoption("--update-golden") or not path.exists():
+        path.write_text(text)
+    assert text == path.read_text()

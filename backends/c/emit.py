@@ -1,0 +1,46 @@
+"""Render the C view model into the output folder (byte-for-byte deterministic)."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from bnc.backends.c.lower import lower
+from bnc.ir.graph import Graph
+
+FILES = {
+    "model.h": "model.h.j2",
+    "model.c": "model.c.j2",
+    "main.c": "main.c.j2",
+    "Makefile": "Makefile.j2",
+    "CMakeLists.txt": "CMakeLists.txt.j2",
+}
+
+
+def _c_ident(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+def environment() -> jinja2.Environment:
+    folder = resources.files("bnc.templates") / "c"
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["c_ident"] = _c_ident
+    return env
+
+
+def emit(graph: Graph, out_dir: Path, model_name: str) -> None:
+    view = lower(graph, model_name)
+    env = environment()
+    for name, template in FILES.items():
+        text = env.get_template(template).render(m=view)
+        (out_dir / name).write_text(text, encoding="utf-8")

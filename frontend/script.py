@@ -1,0 +1,69 @@
+"""TorchScript archives of ``nn.Sequential`` models → an equivalent eager module."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import bnc.nn as bn
+from bnc.errors import BncError
+
+
+def _state(m: torch.jit.ScriptModule) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def _layer(m: torch.jit.ScriptModule, path: str, where: str) -> nn.Module:
+    kind = m.original_name
+    st = _state(m)
+    if kind == "Sequential":
+        return nn.Sequential(*(_layer(c, f"{path}.{n}".lstrip("."), where)
+                               for n, c in m.named_children()))
+    if kind == "InputQuantizer":
+        q = bn.InputQuantizer()
+        for k, v in st.items():
+            setattr(q, k, v)
+        return q
+    if kind == "Sign":
+        return bn.Sign()
+    if kind in ("BinaryConv2d", "BinaryLinear"):
+        quant = m.quantizer.original_name
+        w = st["weight"]
+        per_channel = st.get("quantizer.tau", torch.zeros(1)).numel() > 1
+        qkind = "gdq" if quant == "GDQ" else "symmetric"
+        if quant == "SymmetricQuantizer":
+            per_channel = bool(m.quantizer.per_channel)
+        if kind == "BinaryConv2d":
+            layer: nn.Module = bn.BinaryConv2d(
+                w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=tuple(m.stride),
+                padding=tuple(m.padding), bias="bias" in st, quantizer=qkind,
+                per_channel=per_channel,
+            )
+        else:
+            layer = bn.BinaryLinear(w.shape[1], w.shape[0], bias="bias" in st, quantizer=qkind,
+                                    per_channel=per_channel)
+        layer.load_state_dict(st)
+        return layer
+    if kind in ("BatchNorm1d", "BatchNorm2d"):
+        c = st["running_mean"].numel()
+        bnm = (nn.BatchNorm1d if kind == "BatchNorm1d" else nn.BatchNorm2d)(
+            c, eps=float(m.eps), affine="weight" in st
+        )
+        bnm.load_state_dict(st)
+        return bnm
+    if kind == "MaxPool2d":
+        return nn.MaxPool2d(m.kernel_size, m.stride, m.padding)
+    if kind == "Flatten":
+        return nn.Flatten()
+    if kind in ("Dropout", "Identity"):
+        return nn.Identity()
+    raise BncError(f"{where}: layer '{path}' is {kind}, which bnc cannot compile")
+
+
+def rebuild(scripted: torch.jit.ScriptModule, where: str) -> nn.Module:
+    if scripted.original_name != "Sequential":
+        raise BncError(
+            f"{where}: a TorchScript archive must hold an nn.Sequential (this one holds "
+            f"{scripted.original_name}); save other models with torch.export.save"
+        )
+    return _layer(scripted, "", where).eval()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,6 @@ class CompiledModel:
     lowered: Graph
     target: str
     _folder: Path | None = field(default=None, repr=False)
-    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -81,8 +81,9 @@ class CompiledModel:
 
     def _ensure_folder(self) -> Path:
         if self._folder is None or not self._folder.is_dir():
-            self._tmp = tempfile.TemporaryDirectory(prefix="bnc-")
-            self.save(Path(self._tmp.name) / self.name)
+            tmp = Path(tempfile.mkdtemp(prefix="bnc-"))
+            weakref.finalize(self, shutil.rmtree, tmp, True)
+            self.save(tmp / self.name)
         assert self._folder is not None
         return self._folder
 
@@ -178,7 +179,8 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
     else:
         if example_input is None and input_shape is None:
             raise BncError("compile: pass example_input (a tensor or a shape) with a module")
-        imported = frontend.from_module(model, example_input or input_shape)
+        example = example_input if example_input is not None else input_shape
+        imported = frontend.from_module(model, example)
     try:
         lowered = lower(imported.graph)
         analysis.layer_widths(lowered)

@@ -93,7 +93,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     acc, stats = art.run_acc(x, where=a.input)
     y = art.dequantize(acc)
     if a.output:
-        _write_atomic(a.output, lambda tmp: np.save(open(tmp, "wb"), y))  # noqa: SIM115
+
+        def save(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.save(f, y)
+
+        _write_atomic(a.output, save)
     if a.stats:
         text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
         _write_atomic(a.stats, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -75,7 +75,7 @@ class SparsityRegularizer:
 
     def __call__(self, task_loss: Tensor) -> Tensor:
         h = torch.relu(self.ratio() - self.target)
-        if float(h) <= 1e-12:
+        if float(h.detach()) <= 1e-12:
             return task_loss
         lam = (self.gamma * task_loss / (h * (1.0 - self.gamma))).detach()
         return task_loss + lam * h

@@ -1,0 +1,165 @@
+"""The verification ladder of DESIGN §4: PyTorch → IR (real) → IR (integer) → each target.
+
+``climb(module, x, targets)`` runs the same inputs through every stage and returns a
+``LadderReport``: how often PyTorch and the integer interpreter agree (activation bits per
+Sign layer and the final arg-max), whether each target equals the interpreter bit for bit, and
+for the first difference the layer, the element and every stage's value there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bnc.api import CompiledModel, dequantize_flat, output_op
+from bnc.api import compile as bnc_compile
+from bnc.ir import interpreter as interp
+from bnc.ir import ops as O
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first element where two stages differ, with every stage's value there."""
+
+    stage: str
+    layer: str
+    sample: int
+    index: tuple[int, ...]
+    values: dict[str, Any]
+
+    def __str__(self) -> str:
+        vals = ", ".join(f"{k}={v}" for k, v in self.values.items())
+        return (
+            f"{self.stage}: layer '{self.layer}', sample {self.sample}, element {self.index}: "
+            f"{vals}"
+        )
+
+
+@dataclass
+class LadderReport:
+    samples: int
+    argmax_agreement: float  # PyTorch vs integer interpreter
+    bit_agreement: dict[str, float]  # per Sign layer, PyTorch vs integer interpreter
+    targets_equal: dict[str, bool] = field(default_factory=dict)
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def bit_exact(self) -> bool:
+        return all(self.targets_equal.values())
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.samples} samples; PyTorch vs interpreter arg-max agreement "
+            f"{100 * self.argmax_agreement:.2f} %",
+        ]
+        for name, rate in self.bit_agreement.items():
+            lines.append(f"  activation bits of '{name}': {100 * rate:.3f} % agree")
+        for target, ok in self.targets_equal.items():
+            lines.append(f"  target {target}: {'bit-exact' if ok else 'DIFFERS'}")
+        lines += [f"  {m}" for m in self.mismatches]
+        return "\n".join(lines)
+
+
+def torch_stage(module: nn.Module, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The module's output and every leaf module's output by its path."""
+    seen: dict[str, np.ndarray] = {}
+    hooks = []
+    for name, sub in module.named_modules():
+        if name and not list(sub.children()):
+            hook = sub.register_forward_hook(
+                lambda _m, _i, out, name=name: seen.__setitem__(name, out.detach().numpy())
+            )
+            hooks.append(hook)
+    try:
+        module.eval()
+        with torch.no_grad():
+            out = module(torch.from_numpy(x)).numpy()
+    finally:
+        for h in hooks:
+            h.remove()
+    return out.reshape(out.shape[0], -1), seen
+
+
+def _sign_names(compiled: CompiledModel) -> list[str]:
+    """Sign layers after the input (a Sign as the first op binarizes the input itself)."""
+    return [op.name for op in compiled.graph.ops[1:] if isinstance(op, O.Sign)]
+
+
+def _bits_after(compiled: CompiledModel, values: list[Any], sign: str, shape: tuple[int, ...]):
+    """The lowered value holding the bits PyTorch's Sign ``sign`` produced (same shape)."""
+    ops = compiled.lowered.ops
+    for i, op in enumerate(ops):
+        if isinstance(op, O.Threshold) and sign in op.name.split("+"):
+            for j in range(i, len(ops)):
+                v = values[j]
+                if isinstance(v, np.ndarray) and v.shape[1:] == shape:
+                    return v
+                if j > i and not isinstance(ops[j], O.BitMaxPool2d):
+                    break
+    return None
+
+
+def climb(
+    module: nn.Module,
+    x: np.ndarray,
+    targets: tuple[str, ...] = ("c",),
+    compiled: CompiledModel | None = None,
+) -> LadderReport:
+    """Run ``x`` (float32, N×C×H×W) through every stage and compare."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if compiled is None:
+        compiled = bnc_compile(module, torch.from_numpy(x[:1]))
+    ref, seen = torch_stage(module, x)
+    values = interp.run_all(compiled.lowered, x)
+    acc = values[-1].reshape(x.shape[0], -1)
+    out_op = output_op(compiled.lowered)
+    ours = dequantize_flat(acc, out_op)
+
+    agree: dict[str, float] = {}
+    for name in _sign_names(compiled):
+        if name not in seen:
+            continue
+        got = _bits_after(compiled, values, name, seen[name].shape[1:])
+        if got is not None:
+            agree[name] = float(((seen[name] >= 0) == (got == 1)).mean())
+    report = LadderReport(x.shape[0], float((ref.argmax(1) == ours.argmax(1)).mean()), agree)
+
+    for target in targets:
+        model = CompiledModel(compiled.name, compiled.graph, compiled.lowered, target)
+        got, _ = model.run_acc(x)
+        same = got.shape == acc.shape and bool((got == acc).all())
+        report.targets_equal[target] = same
+        if not same:
+            report.mismatches.append(_first_difference(target, compiled, values, got, ref))
+    return report
+
+
+def _first_difference(
+    target: str, compiled: CompiledModel, values: list[Any], got: np.ndarray, ref: np.ndarray
+) -> Mismatch:
+    n = ref.shape[0]
+    acc = values[-1].reshape(n, -1)
+    if got.shape != acc.shape:
+        return Mismatch(target, "output", 0, (), {"shape": got.shape, "interpreter": acc.shape})
+    sample, flat = (int(v) for v in np.argwhere(got != acc)[0])
+    conv_idx = max(i for i, op in enumerate(compiled.lowered.ops) if isinstance(op, O.SumConv2d))
+    sums: interp.Sums = values[conv_idx]
+    out_shape = compiled.lowered.ops[conv_idx].infer(compiled.lowered.input_types()[conv_idx]).shape
+    ch, y, xx = np.unravel_index(flat, out_shape)
+    return Mismatch(
+        target,
+        output_op(compiled.lowered).name,
+        sample,
+        (int(ch), int(y), int(xx)),
+        {
+            "pytorch": float(ref[sample, flat]),
+            "T": int(sums.t[sample, 0, y, xx]),
+            "S": int(sums.s[sample, ch, y, xx]),
+            "interpreter": int(acc[sample, flat]),
+            target: int(got[sample, flat]),
+        },
+    )

@@ -1,0 +1,160 @@
+"""The command line as a user meets it: each bad input is one line and exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import bnc.nn as bn
+from bnc.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from modelgen import random_batch, random_model  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = next(m for m, _ in map(random_model, range(100))
+                 if isinstance(m[0], bn.InputQuantizer))
+    path = tmp_path_factory.mktemp("m") / "net.pt"
+    torch.save(model, path)
+    return path
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1
+    line = err[-1]
+    assert line.startswith("bnc: error: "), err
+    for n in needles:
+        assert n in line, line
+    return line
+
+
+def test_compile_run_inspect_report(model_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["compile", str(model_file), "-o", str(out)]) == 0
+    shape = tuple(__import__("json").loads((out / "bnc.json").read_text())["input_shape"])
+    x = random_batch(shape, 5, 0)
+    np.save(tmp_path / "x.npy", x)
+    args = ["run", str(out), "--input", str(tmp_path / "x.npy"), "--output",
+            str(tmp_path / "y.npy"), "--stats", str(tmp_path / "s.json")]
+    assert main(args) == 0
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.float32 and y.shape[0] == 5
+    stats = __import__("json").loads((tmp_path / "s.json").read_text())
+    assert stats["samples"] == 5 and stats["seconds_per_sample"] > 0
+    ref = torch.load(model_file, weights_only=False)(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(y, ref.reshape(5, -1), rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    capsys.readouterr()
+    assert main(["inspect", str(model_file)]) == 0
+    assert "one-hot %" in capsys.readouterr().out
+    assert main(["report", str(out)]) == 0
+    assert "bnc report" in capsys.readouterr().out
+
+
+def test_bad_model_files(tmp_path: Path, capsys) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    one_error_line(capsys, ["compile", str(text)], str(text))
+    corrupt = tmp_path / "bad.pt"
+    corrupt.write_bytes(b"PK\x03\x04garbage")
+    one_error_line(capsys, ["compile", str(corrupt)], str(corrupt))
+    one_error_line(capsys, ["compile", str(tmp_path / "missing.pt")], "missing.pt")
+    assert not any(p.is_dir() for p in tmp_path.iterdir())
+
+
+def test_truncated_model(model_file: Path, tmp_path: Path, capsys) -> None:
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
+    one_error_line(capsys, ["compile", str(cut), "-o", str(tmp_path / "o")], "cut.pt")
+    assert not (tmp_path / "o").exists()
+
+
+class Custom(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = bn.InputQuantizer(input_shape=(1, 4, 4))
+        self.fc = bn.BinaryLinear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.q(x), 1))
+
+
+def test_pickle_outside_allow_list_needs_trust(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "custom.pt"
+    torch.save(Custom().eval(), path)
+    line = one_error_line(capsys, ["compile", str(path), "-o", str(tmp_path / "o")], "--trust")
+    assert "Custom" in line
+    assert main(["compile", str(path), "--trust", "-o", str(tmp_path / "o")]) == 0
+
+
+def test_unsupported_layer(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "lstm.pt"
+    model = nn.Sequential(bn.InputQuantizer(input_shape=(1, 4, 4)), nn.LSTM(4, 4))
+    torch.save(model, path)
+    one_error_line(capsys, ["compile", str(path), "--trust"], "LSTM")
+
+
+def test_wrong_input_shape(model_file: Path, tmp_path: Path, capsys) -> None:
+    model = nn.Sequential(bn.Sign(), bn.BinaryConv2d(3, 4, 3), nn.BatchNorm2d(4), bn.Sign(),
+                          nn.Flatten(), bn.BinaryLinear(4 * 4 * 4, 2)).eval()
+    path = tmp_path / "noshape.pt"
+    torch.save(model, path)
+    one_error_line(capsys, ["compile", str(path)], "--input-shape")
+    one_error_line(capsys, ["compile", str(path), "--input-shape", "1,6,6"], "noshape.pt")
+    one_error_line(capsys, ["compile", str(path), "--input-shape", "x,y"], "x,y")
+    assert main(["compile", str(path), "--input-shape", "3,6,6", "-o", str(tmp_path / "o")]) == 0
+
+
+def test_bad_input_arrays(model_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["compile", str(model_file), "-o", str(out)]) == 0
+    np.save(tmp_path / "wrong_shape.npy", np.zeros((2, 1, 3, 3), dtype=np.float32))
+    np.save(tmp_path / "wrong_dtype.npy", np.zeros((2, 1, 3, 3), dtype=np.float64))
+    (tmp_path / "text.npy").write_text("not an array")
+    for name, needle in [("wrong_shape.npy", "shape"), ("wrong_dtype.npy", "float32"),
+                         ("text.npy", "text.npy")]:
+        y = tmp_path / f"{name}.out.npy"
+        one_error_line(capsys, ["run", str(out), "--input", str(tmp_path / name), "--output",
+                                str(y)], needle)
+        assert not y.exists()
+    one_error_line(capsys, ["run", str(tmp_path), "--input", str(tmp_path / "text.npy")],
+                   "not a bnc output folder")
+
+
+def test_unknown_target_and_console_script(model_file: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bnc", "compile", str(model_file), "--target",
+                           "gpu"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("bnc: error: unknown target 'gpu'")
+    help_text = subprocess.run([sys.executable, "-m", "bnc", "--help"], capture_output=True,
+                               text=True).stdout
+    for cmd in ("compile", "run", "inspect", "report"):
+        assert cmd in help_text
+
+
+def test_bundled_example_accuracy_equals_pytorch(tmp_path: Path, capsys) -> None:
+    data = np.load(EXAMPLES / "fashion_test.npz")
+    x = (data["images"].astype(np.float32) / np.float32(255.0)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "fashion"
+    assert main(["compile", str(EXAMPLES / "fashion_bnn.pt"), "-o", str(out)]) == 0
+    assert main(["run", str(out), "--input", str(tmp_path / "x.npy"), "--output",
+                 str(tmp_path / "y.npy")]) == 0
+    y = np.load(tmp_path / "y.npy")
+    model = torch.load(EXAMPLES / "fashion_bnn.pt", weights_only=False).eval()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    labels = data["labels"]
+    assert (y.argmax(1) == labels).mean() == (ref.argmax(1) == labels).mean()
+    assert (y.argmax(1) == labels).mean() >= 0.85

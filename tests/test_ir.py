@@ -18,7 +18,7 @@ from bnc.ir import interpreter as interp
 from bnc.ir import ops as O
 from bnc.ir.graph import Graph
 from bnc.ir.passes import LoweringError, lower
-from bnc.ir.passes.lowering import PRECISION, FoldSign, PushMaxPoolPastThreshold
+from bnc.ir.passes.lowering import FoldSign, PushMaxPoolPastThreshold, plane_precision
 from bnc.ir.printer import dump
 from bnc.ir.types import Kind, TensorType, bits, real
 
@@ -89,7 +89,7 @@ def test_integer_threshold_agrees_outside_the_documented_margin(
     exact = float(t[0]) * t_val + float(s[0]) * s_val + float(c[0])
     integer = int(thr.t[0]) * t_val + int(thr.s[0]) * s_val + int(thr.c[0]) >= 0
     m = max(abs(v) for v in coef)
-    margin = (abs(t_val) + abs(s_val) + 1) * m * 2.0**-PRECISION
+    margin = (abs(t_val) + abs(s_val) + 1) * m * 2.0 ** -plane_precision(1)
     if abs(exact) > margin:
         assert integer == (exact >= 0)
     assert thr.infer(sums).kind is Kind.BIT

@@ -15,11 +15,18 @@ from bnc.ir import ops as O
 from bnc.ir.graph import Graph
 from bnc.ir.types import Kind
 
-# Fraction bits of the integer threshold planes: each channel's largest coefficient lands in
-# [2^(PRECISION-1), 2^PRECISION). The real test and the integer one can disagree only where
-# |t*T + s*S + c| < (|T| + |S| + 1) * 2^-PRECISION * max(|t|, |s|, |c|), i.e. where the
-# pre-activation sits within a few parts in 10^7 of the threshold.
+# Precision of the integer planes: each channel's largest coefficient is scaled by a power of
+# two into [2^(P-1), 2^P) and rounded. The real test and the integer one can disagree only where
+# |t*T + s*S + c| < (|T| + |S| + 1) * 2^-P * max(|t|, |s|, |c|), i.e. where the pre-activation
+# sits within that margin of the threshold. P is as large as int64 allows for the layer's sums
+# (``plane_precision``), at most MAX_PRECISION; the output layer keeps PRECISION bits.
 PRECISION = 24
+MAX_PRECISION = 40
+
+
+def plane_precision(t_max: int) -> int:
+    """The largest P with ``2^P * (2 * t_max + 1) < 2^62`` (|S| <= |T|'s bound), capped."""
+    return max(PRECISION, min(MAX_PRECISION, 62 - (2 * t_max + 1).bit_length()))
 
 
 def _fixed(values: list[np.ndarray], precision: int = PRECISION) -> tuple[list[np.ndarray], int]:
@@ -144,18 +151,23 @@ class FoldBatchNorm:
 class FoldSign:
     """``Affine Sign`` becomes an integer ``Threshold``: per channel the coefficients are scaled
     by one power of two (so the test's direction and ``sign(0) = +1`` are kept) and rounded
-    to ``PRECISION`` bits. ``gamma < 0`` flips the test through the coefficients' signs and
+    to ``plane_precision`` bits (24 to 40, as the layer's sums allow). ``gamma < 0`` flips the test through the coefficients' signs and
     ``gamma = 0`` leaves only the constant."""
 
     name: str = "fold-sign"
 
     def apply(self, graph: Graph) -> Graph:
         out: list[O.Op] = []
-        for op in graph.ops:
+        ins = graph.input_types()
+        for i, op in enumerate(graph.ops):
             if isinstance(op, O.Sign) and out and isinstance(out[-1], O.Affine):
                 prev = out.pop()
+                conv = graph.ops[i - 2]
+                assert isinstance(conv, O.SumConv2d)
+                t_max = int(np.prod(conv.weight.shape[1:])) * ins[i - 2].magnitude
+                bits = plane_precision(t_max)
                 cols = [
-                    _fixed([prev.t[o : o + 1], prev.s[o : o + 1], prev.c[o : o + 1]])[0]
+                    _fixed([prev.t[o : o + 1], prev.s[o : o + 1], prev.c[o : o + 1]], bits)[0]
                     for o in range(prev.t.shape[0])
                 ]
                 t, s, c = (np.concatenate([col[k] for col in cols]) for k in range(3))

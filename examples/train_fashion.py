@@ -36,12 +36,19 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def load(data_dir: Path) -> tuple[np.ndarray, ...]:
-    names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    names = [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
     missing = [n for n in names if not (data_dir / n).is_file()]
     if missing:
-        print(f"train_fashion: {data_dir}: missing {', '.join(missing)}; install the Debian"
-              " package dataset-fashion-mnist or pass --data-dir", file=sys.stderr)
+        print(
+            f"train_fashion: {data_dir}: missing {', '.join(missing)}; install the Debian"
+            " package dataset-fashion-mnist or pass --data-dir",
+            file=sys.stderr,
+        )
         sys.exit(2)
     return tuple(read_idx(data_dir / n) for n in names)
 
@@ -49,12 +56,24 @@ def load(data_dir: Path) -> tuple[np.ndarray, ...]:
 def build_model() -> nn.Sequential:
     return nn.Sequential(
         bn.InputQuantizer(bits=8, scale=1 / 255, input_shape=(1, 28, 28)),
-        bn.BinaryConv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), bn.Sign(), nn.MaxPool2d(2),
-        bn.BinaryConv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), bn.Sign(), nn.MaxPool2d(2),
-        bn.BinaryConv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), bn.Sign(), nn.MaxPool2d(2),
+        bn.BinaryConv2d(1, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        bn.Sign(),
+        nn.MaxPool2d(2),
+        bn.BinaryConv2d(32, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        bn.Sign(),
+        nn.MaxPool2d(2),
+        bn.BinaryConv2d(64, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        bn.Sign(),
+        nn.MaxPool2d(2),
         nn.Flatten(),
-        bn.BinaryLinear(64 * 3 * 3, 128), nn.BatchNorm1d(128), bn.Sign(),
-        bn.BinaryLinear(128, 10), nn.BatchNorm1d(10),
+        bn.BinaryLinear(64 * 3 * 3, 128),
+        nn.BatchNorm1d(128),
+        bn.Sign(),
+        bn.BinaryLinear(128, 10),
+        nn.BatchNorm1d(10),
     )
 
 
@@ -125,18 +144,22 @@ def main() -> None:
             correct += int((out.argmax(1) == yb).sum())
             total += len(idx)
         shares = [f"{(m.weight > 0).float().mean():.3f}" for m in bn.binary_layers(model)]
-        print(f"epoch {epoch + 1}/{a.epochs} loss {loss_sum / total:.4f} "
-              f"train {100 * correct / total:.2f} % test {100 * accuracy(model, xte_t, yte_t):.2f} %"
-              f" beta share {bn.beta_share(model):.4f} per layer {' '.join(shares)}"
-              f" ({time.time() - t0:.0f} s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{a.epochs} loss {loss_sum / total:.4f} "
+            f"train {100 * correct / total:.2f} % test {100 * accuracy(model, xte_t, yte_t):.2f} %"
+            f" beta share {bn.beta_share(model):.4f} per layer {' '.join(shares)}"
+            f" ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
 
     model.eval()
     torch.save(model, a.out)
     reloaded = torch.load(a.out, weights_only=False)
     acc_full = accuracy(reloaded, xte_t, yte_t)
     n = 2000
-    np.savez_compressed(a.out.parent / "fashion_test.npz", images=xte[:n, None],
-                        labels=yte[:n].astype(np.int64))
+    np.savez_compressed(
+        a.out.parent / "fashion_test.npz", images=xte[:n, None], labels=yte[:n].astype(np.int64)
+    )
     info = {
         "test_accuracy_10000": acc_full,
         "test_accuracy_bundled_2000": accuracy(reloaded, xte_t[:n], yte_t[:n]),
@@ -144,7 +167,8 @@ def main() -> None:
         "alpha_share": 1.0 - bn.beta_share(reloaded),
         "per_layer_beta_share": {
             name: float((m.weight > 0).float().mean())
-            for name, m in reloaded.named_modules() if m in bn.binary_layers(reloaded)
+            for name, m in reloaded.named_modules()
+            if m in bn.binary_layers(reloaded)
         },
         "epochs": a.epochs,
         "seconds": round(time.time() - t0, 1),

@@ -52,17 +52,23 @@ def check_module_tree(module: nn.Module, where: str) -> None:
         if cls in LAYERS or cls in INNER:
             if isinstance(sub, nn.MaxPool2d):
                 if sub.ceil_mode or sub.dilation not in (1, (1, 1)):
-                    raise BncError(f"{where}: layer '{path}' (MaxPool2d): ceil_mode and "
-                                   "dilation are not supported")
+                    raise BncError(
+                        f"{where}: layer '{path}' (MaxPool2d): ceil_mode and "
+                        "dilation are not supported"
+                    )
             elif isinstance(sub, bn.BinaryConv2d):
                 if sub.dilation != (1, 1) or sub.groups != 1 or sub.padding_mode != "zeros":
-                    raise BncError(f"{where}: layer '{path}' (BinaryConv2d): only dilation 1, "
-                                   "groups 1 and zero padding are supported")
+                    raise BncError(
+                        f"{where}: layer '{path}' (BinaryConv2d): only dilation 1, "
+                        "groups 1 and zero padding are supported"
+                    )
             continue
         if list(sub.children()) and not isinstance(sub, nn.Conv2d | nn.Linear):
             continue  # a container: its leaves are checked
-        raise BncError(f"{where}: layer '{path or '<model>'}' is {cls}, which bnc cannot "
-                       f"compile; supported: {SUPPORTED}")
+        raise BncError(
+            f"{where}: layer '{path or '<model>'}' is {cls}, which bnc cannot "
+            f"compile; supported: {SUPPORTED}"
+        )
 
 
 def _f64(t: torch.Tensor) -> np.ndarray:
@@ -118,8 +124,9 @@ def _levels(g: _Group, w: torch.Tensor, state: Mapping[str, torch.Tensor]):
 def _op(g: _Group, state: Mapping[str, torch.Tensor]) -> O.Op | None:
     p = g.path
     if g.cls == "InputQuantizer":
-        return O.QuantizeInput(p, float(state[f"{p}.scale"]), int(state[f"{p}.qmin"]),
-                               int(state[f"{p}.qmax"]))
+        return O.QuantizeInput(
+            p, float(state[f"{p}.scale"]), int(state[f"{p}.qmin"]), int(state[f"{p}.qmax"])
+        )
     if g.cls == "Sign":
         return O.Sign(p)
     if g.cls in ("BinaryConv2d", "BinaryLinear"):
@@ -174,13 +181,12 @@ def _functional(node: torch.fx.Node, where: str) -> O.Op | None:
         return _pool(node.name, node)
     if name == "getitem":
         return None
-    raise BncError(f"{where}: operation '{name}' ({node.name}) is not supported by bnc; "
-                   f"supported: {SUPPORTED}")
+    raise BncError(
+        f"{where}: operation '{name}' ({node.name}) is not supported by bnc; supported: {SUPPORTED}"
+    )
 
 
-def program_to_graph(
-    ep: torch.export.ExportedProgram, shape: tuple[int, ...], where: str
-) -> Graph:
+def program_to_graph(ep: torch.export.ExportedProgram, shape: tuple[int, ...], where: str) -> Graph:
     state: dict[str, torch.Tensor] = {**ep.state_dict, **ep.constants}  # type: ignore[dict-item]
     ops: list[O.Op] = []
     current: _Group | None = None

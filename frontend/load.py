@@ -20,9 +20,21 @@ from bnc.ir.graph import Graph
 ACCEPTED = "bnc reads torch.save modules, TorchScript archives and torch.export programs"
 
 ALLOWED: list[type] = [
-    nn.Sequential, nn.BatchNorm1d, nn.BatchNorm2d, nn.MaxPool2d, nn.Flatten, nn.Dropout,
-    nn.Identity, bn.InputQuantizer, bn.Sign, bn.BinaryConv2d, bn.BinaryLinear, bn.GDQ,
-    bn.SymmetricQuantizer, collections.OrderedDict, set,
+    nn.Sequential,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.MaxPool2d,
+    nn.Flatten,
+    nn.Dropout,
+    nn.Identity,
+    bn.InputQuantizer,
+    bn.Sign,
+    bn.BinaryConv2d,
+    bn.BinaryLinear,
+    bn.GDQ,
+    bn.SymmetricQuantizer,
+    collections.OrderedDict,
+    set,
 ]
 
 

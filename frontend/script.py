@@ -17,8 +17,9 @@ def _layer(m: torch.jit.ScriptModule, path: str, where: str) -> nn.Module:
     kind = m.original_name
     st = _state(m)
     if kind == "Sequential":
-        return nn.Sequential(*(_layer(c, f"{path}.{n}".lstrip("."), where)
-                               for n, c in m.named_children()))
+        return nn.Sequential(
+            *(_layer(c, f"{path}.{n}".lstrip("."), where) for n, c in m.named_children())
+        )
     if kind == "InputQuantizer":
         q = bn.InputQuantizer()
         for k, v in st.items():
@@ -35,13 +36,19 @@ def _layer(m: torch.jit.ScriptModule, path: str, where: str) -> nn.Module:
             per_channel = bool(m.quantizer.per_channel)
         if kind == "BinaryConv2d":
             layer: nn.Module = bn.BinaryConv2d(
-                w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=tuple(m.stride),
-                padding=tuple(m.padding), bias="bias" in st, quantizer=qkind,
+                w.shape[1],
+                w.shape[0],
+                tuple(w.shape[2:]),
+                stride=tuple(m.stride),
+                padding=tuple(m.padding),
+                bias="bias" in st,
+                quantizer=qkind,
                 per_channel=per_channel,
             )
         else:
-            layer = bn.BinaryLinear(w.shape[1], w.shape[0], bias="bias" in st, quantizer=qkind,
-                                    per_channel=per_channel)
+            layer = bn.BinaryLinear(
+                w.shape[1], w.shape[0], bias="bias" in st, quantizer=qkind, per_channel=per_channel
+            )
         layer.load_state_dict(st)
         return layer
     if kind in ("BatchNorm1d", "BatchNorm2d"):

@@ -21,8 +21,9 @@ def run(folder: Path, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bnc-run-") as tmp:
         xin, yout, stats = Path(tmp) / "x.f32", Path(tmp) / "y.i64", Path(tmp) / "stats.json"
         np.ascontiguousarray(x, dtype="<f4").tofile(xin)
-        proc = subprocess.run([str(exe), str(xin), str(yout), str(stats)], capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            [str(exe), str(xin), str(yout), str(stats)], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             raise BncError(f"{exe}: failed ({proc.stderr.strip() or proc.returncode})")
         acc = np.fromfile(yout, dtype="<i8").reshape(n, -1)

@@ -48,7 +48,11 @@ def random_model(seed: int) -> tuple[nn.Sequential, tuple[int, int, int]]:
             k = 1
         o = int(rng.choice([1, 5, 16, 33, 64, 65]))
         conv = bn.BinaryConv2d(
-            x.shape[1], o, k, stride=int(rng.integers(1, 3)), padding=int(rng.integers(0, k // 2 + 1)),
+            x.shape[1],
+            o,
+            k,
+            stride=int(rng.integers(1, 3)),
+            padding=int(rng.integers(0, k // 2 + 1)),
             bias=bool(rng.random() < 0.2),
             quantizer="symmetric" if rng.random() < 0.2 else "gdq",
             per_channel=bool(rng.random() < 0.4),

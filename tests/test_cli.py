@@ -22,8 +22,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = next(m for m, _ in map(random_model, range(100))
-                 if isinstance(m[0], bn.InputQuantizer))
+    model = next(m for m, _ in map(random_model, range(100)) if isinstance(m[0], bn.InputQuantizer))
     path = tmp_path_factory.mktemp("m") / "net.pt"
     torch.save(model, path)
     return path
@@ -46,8 +45,16 @@ def test_compile_run_inspect_report(model_file: Path, tmp_path: Path, capsys) ->
     shape = tuple(__import__("json").loads((out / "bnc.json").read_text())["input_shape"])
     x = random_batch(shape, 5, 0)
     np.save(tmp_path / "x.npy", x)
-    args = ["run", str(out), "--input", str(tmp_path / "x.npy"), "--output",
-            str(tmp_path / "y.npy"), "--stats", str(tmp_path / "s.json")]
+    args = [
+        "run",
+        str(out),
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--output",
+        str(tmp_path / "y.npy"),
+        "--stats",
+        str(tmp_path / "s.json"),
+    ]
     assert main(args) == 0
     y = np.load(tmp_path / "y.npy")
     assert y.dtype == np.float32 and y.shape[0] == 5
@@ -106,8 +113,14 @@ def test_unsupported_layer(tmp_path: Path, capsys) -> None:
 
 
 def test_wrong_input_shape(model_file: Path, tmp_path: Path, capsys) -> None:
-    model = nn.Sequential(bn.Sign(), bn.BinaryConv2d(3, 4, 3), nn.BatchNorm2d(4), bn.Sign(),
-                          nn.Flatten(), bn.BinaryLinear(4 * 4 * 4, 2)).eval()
+    model = nn.Sequential(
+        bn.Sign(),
+        bn.BinaryConv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        bn.Sign(),
+        nn.Flatten(),
+        bn.BinaryLinear(4 * 4 * 4, 2),
+    ).eval()
     path = tmp_path / "noshape.pt"
     torch.save(model, path)
     one_error_line(capsys, ["compile", str(path)], "--input-shape")
@@ -122,23 +135,34 @@ def test_bad_input_arrays(model_file: Path, tmp_path: Path, capsys) -> None:
     np.save(tmp_path / "wrong_shape.npy", np.zeros((2, 1, 3, 3), dtype=np.float32))
     np.save(tmp_path / "wrong_dtype.npy", np.zeros((2, 1, 3, 3), dtype=np.float64))
     (tmp_path / "text.npy").write_text("not an array")
-    for name, needle in [("wrong_shape.npy", "shape"), ("wrong_dtype.npy", "float32"),
-                         ("text.npy", "text.npy")]:
+    for name, needle in [
+        ("wrong_shape.npy", "shape"),
+        ("wrong_dtype.npy", "float32"),
+        ("text.npy", "text.npy"),
+    ]:
         y = tmp_path / f"{name}.out.npy"
-        one_error_line(capsys, ["run", str(out), "--input", str(tmp_path / name), "--output",
-                                str(y)], needle)
+        one_error_line(
+            capsys, ["run", str(out), "--input", str(tmp_path / name), "--output", str(y)], needle
+        )
         assert not y.exists()
-    one_error_line(capsys, ["run", str(tmp_path), "--input", str(tmp_path / "text.npy")],
-                   "not a bnc output folder")
+    one_error_line(
+        capsys,
+        ["run", str(tmp_path), "--input", str(tmp_path / "text.npy")],
+        "not a bnc output folder",
+    )
 
 
 def test_unknown_target_and_console_script(model_file: Path, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "bnc", "compile", str(model_file), "--target",
-                           "gpu"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnc", "compile", str(model_file), "--target", "gpu"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("bnc: error: unknown target 'gpu'")
-    help_text = subprocess.run([sys.executable, "-m", "bnc", "--help"], capture_output=True,
-                               text=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "bnc", "--help"], capture_output=True, text=True
+    ).stdout
     for cmd in ("compile", "run", "inspect", "report"):
         assert cmd in help_text
 
@@ -149,8 +173,19 @@ def test_bundled_example_accuracy_equals_pytorch(tmp_path: Path, capsys) -> None
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "fashion"
     assert main(["compile", str(EXAMPLES / "fashion_bnn.pt"), "-o", str(out)]) == 0
-    assert main(["run", str(out), "--input", str(tmp_path / "x.npy"), "--output",
-                 str(tmp_path / "y.npy")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(out),
+                "--input",
+                str(tmp_path / "x.npy"),
+                "--output",
+                str(tmp_path / "y.npy"),
+            ]
+        )
+        == 0
+    )
     y = np.load(tmp_path / "y.npy")
     model = torch.load(EXAMPLES / "fashion_bnn.pt", weights_only=False).eval()
     with torch.no_grad():

@@ -42,8 +42,9 @@ def test_pytorch_argmax_agreement_over_all_random_models() -> None:
         from bnc.api import dequantize_flat, output_op
         from bnc.ir.interpreter import run
 
-        ours = dequantize_flat(run(compiled.lowered, x).reshape(len(x), -1),
-                               output_op(compiled.lowered))
+        ours = dequantize_flat(
+            run(compiled.lowered, x).reshape(len(x), -1), output_op(compiled.lowered)
+        )
         total += len(x)
         agree += int((ref.argmax(1) == ours.argmax(1)).sum())
     assert agree / total >= 0.999, f"{agree}/{total}"

@@ -160,12 +160,35 @@ def lower(graph: Graph, name: str) -> ModelView:
                 wk = "codes"
                 wts = tuple(str(int(v)) for v in op.weight.reshape(-1))
                 nnz = ()
-            layers.append(ConvView(
-                i, plane.name, wk, final, c, t_in.shape[1], t_in.shape[2], o, oh, ow, kh, kw,
-                op.stride[0], op.stride[1], op.padding[0], op.padding[1], words(c), words(o),
-                wts, nnz, tuple(int(v) for v in plane.t), tuple(int(v) for v in plane.s),
-                tuple(int(v) for v in plane.c) if not final else (0,) * o, cur, dst,
-            ))
+            layers.append(
+                ConvView(
+                    i,
+                    plane.name,
+                    wk,
+                    final,
+                    c,
+                    t_in.shape[1],
+                    t_in.shape[2],
+                    o,
+                    oh,
+                    ow,
+                    kh,
+                    kw,
+                    op.stride[0],
+                    op.stride[1],
+                    op.padding[0],
+                    op.padding[1],
+                    words(c),
+                    words(o),
+                    wts,
+                    nnz,
+                    tuple(int(v) for v in plane.t),
+                    tuple(int(v) for v in plane.s),
+                    tuple(int(v) for v in plane.c) if not final else (0,) * o,
+                    cur,
+                    dst,
+                )
+            )
             if final:
                 out_op = plane
             else:
@@ -176,10 +199,24 @@ def lower(graph: Graph, name: str) -> ModelView:
             c, h, w = t_in.shape
             _, oh, ow = op.infer(t_in).shape
             mask = tuple(_hex(v) for v in _pack_channels(op.and_mask[None]))
-            layers.append(PoolView(
-                i, op.name, c, h, w, oh, ow, *op.kernel, *op.stride, *op.padding, words(c), mask,
-                cur, bufs[nxt],
-            ))
+            layers.append(
+                PoolView(
+                    i,
+                    op.name,
+                    c,
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    *op.kernel,
+                    *op.stride,
+                    *op.padding,
+                    words(c),
+                    mask,
+                    cur,
+                    bufs[nxt],
+                )
+            )
             cur, nxt = bufs[nxt], 1 - nxt
             i += 1
         elif isinstance(op, O.Flatten):
@@ -195,11 +232,23 @@ def lower(graph: Graph, name: str) -> ModelView:
     out_t = graph.output
     o = out_op.scale.shape[0]
     return ModelView(
-        name=name, input_size=c0 * h0 * w0, output_size=out_t.size, input_kind=kind,
-        input_c=c0, input_h=h0, input_w=w0, input_nw=words(c0), scale_hex=scale, qmin=qmin,
-        qmax=qmax, first_dst="bnc_codes" if kind == "quantize" else bufs[0],
-        buffer_words=max_words, code_size=c0 * h0 * w0 if kind == "quantize" else 1,
-        layers=tuple(layers), out_channels=o, out_per_channel=out_t.size // o,
+        name=name,
+        input_size=c0 * h0 * w0,
+        output_size=out_t.size,
+        input_kind=kind,
+        input_c=c0,
+        input_h=h0,
+        input_w=w0,
+        input_nw=words(c0),
+        scale_hex=scale,
+        qmin=qmin,
+        qmax=qmax,
+        first_dst="bnc_codes" if kind == "quantize" else bufs[0],
+        buffer_words=max_words,
+        code_size=c0 * h0 * w0 if kind == "quantize" else 1,
+        layers=tuple(layers),
+        out_channels=o,
+        out_per_channel=out_t.size // o,
         out_scale=tuple(float(v).hex() for v in out_op.scale),
         out_bias=tuple(float(v).hex() for v in out_op.bias),
     )

@@ -151,8 +151,8 @@ class FoldBatchNorm:
 class FoldSign:
     """``Affine Sign`` becomes an integer ``Threshold``: per channel the coefficients are scaled
     by one power of two (so the test's direction and ``sign(0) = +1`` are kept) and rounded
-    to ``plane_precision`` bits (24 to 40, as the layer's sums allow). ``gamma < 0`` flips the test through the coefficients' signs and
-    ``gamma = 0`` leaves only the constant."""
+    to ``plane_precision`` bits (24 to 40, as the layer's sums allow). ``gamma < 0`` flips
+    the test through the coefficients' signs and ``gamma = 0`` leaves only the constant."""
 
     name: str = "fold-sign"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,23 @@ import pytest
 from bnc.backends.c.emit import FILES, emit
 from bnc.backends.c.toolchain import binary, build
 from bnc.ir import interpreter as interp
+from bnc.ir import ops as O
+from bnc.ir.graph import Graph
 from bnc.ir.passes import lower
+from bnc.ir.types import real
 from bnc.sim import host
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import require_tool  # noqa: E402
 from irgen import random_graph, random_input  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("make") is None or shutil.which("cc") is None, reason="needs make and cc"
-)
+
+@pytest.fixture(autouse=True)
+def _compiler() -> None:
+    """A missing compiler is a skip with its reason locally and a failure in CI."""
+    require_tool("make")
+    require_tool("cc")
+
 
 SEEDS = range(25)
 
@@ -86,3 +93,37 @@ def test_bad_input_size(tmp_path: Path) -> None:
     proc = subprocess.run([str(exe), str(bad), str(tmp_path / "o.i64")], capture_output=True)
     assert proc.returncode == 2
     assert proc.stderr
+
+
+@pytest.mark.parametrize("first", ["quantize", "wide", "sign"])
+def test_input_straight_to_linear(first: str, tmp_path: Path) -> None:
+    """One layer on the input: the final layer reads the codes (or the input's sign bits)."""
+    rng = np.random.default_rng(5)
+    shape = (3, 4, 5)
+    head: O.Op = {
+        "quantize": O.QuantizeInput("in", 1 / 255, 0, 255),
+        "wide": O.QuantizeInput("in", 1 / 40000, -40000, 40000),
+        "sign": O.Sign("in"),
+    }[first]
+    fc = O.BinaryLinear(
+        "fc", rng.random((7, 60)) < 0.5, rng.normal(size=7), rng.normal(size=7), rng.normal(size=7)
+    )
+    graph = lower(Graph(real(shape), (head, O.Flatten("flat"), fc)))
+    emit(graph, tmp_path, "tiny")
+    x = rng.uniform(-1.5, 1.5, size=(9, *shape)).astype(np.float32)
+    x[0, 0, 0, 0] = np.float32(0.5 / 255)  # ties round to even
+    x[1, 0, 0, 0] = np.float32(1.5 / 255)
+    x[2, 0, 0, 0] = 0.0
+    got, _ = host.run(tmp_path, x)
+    np.testing.assert_array_equal(got, np.asarray(interp.run(graph, x)).reshape(9, -1))
+
+
+def test_cmake_project_builds(tmp_path: Path) -> None:
+    require_tool("cmake")
+    emit(lower(random_graph(5)), tmp_path, "m")
+    build_dir = tmp_path / "cmake-build"
+    subprocess.run(
+        ["cmake", "-S", str(tmp_path), "-B", str(build_dir)], check=True, capture_output=True
+    )
+    subprocess.run(["cmake", "--build", str(build_dir)], check=True, capture_output=True)
+    assert (build_dir / "model").is_file()

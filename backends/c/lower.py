@@ -3,7 +3,7 @@
 Layout of the portable target:
 
 * the float32 input is read in PyTorch's (C, H, W) order; the input quantizer's codes are
-  ``int16_t`` in (C, H, W) order;
+  ``int16_t`` (``int32_t`` for wide ranges) in (C, H, W) order;
 * bit tensors are packed per pixel, ``[H][W][words]`` of ``uint32_t``: channel ``c`` is bit
   ``c % 32`` of word ``c / 32``; padding bits are zero in activations and weights, so they
   never count in a popcount;
@@ -104,6 +104,8 @@ class ModelView:
     first_dst: str
     buffer_words: int
     code_size: int
+    code_type: str  # C type of the input quantizer's codes
+    needs_popcount: bool  # some layer reads bits
     layers: tuple[ConvView | PoolView, ...]
     out_channels: int
     out_per_channel: int
@@ -246,6 +248,8 @@ def lower(graph: Graph, name: str) -> ModelView:
         first_dst="bnc_codes" if kind == "quantize" else bufs[0],
         buffer_words=max_words,
         code_size=c0 * h0 * w0 if kind == "quantize" else 1,
+        code_type="int16_t" if -(2**15) <= qmin and qmax < 2**15 else "int32_t",
+        needs_popcount=any(isinstance(v, ConvView) and v.kind == "bits" for v in layers),
         layers=tuple(layers),
         out_channels=o,
         out_per_channel=out_t.size // o,

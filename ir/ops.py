@@ -215,33 +215,32 @@ class SumConv2d(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class Affine(Op):
-    """Real-valued ``y[o] = t[o]*T + s[o]*S[o] + c[o]`` (exists only between passes)."""
+class _Plane(Op):
+    """``t[o]*T + s[o]*S[o] + c[o]`` over the pair a ``SumConv2d`` returns."""
 
     t: np.ndarray
     s: np.ndarray
     c: np.ndarray
 
+    result = Kind.REAL
+
     def infer(self, t: TensorType) -> TensorType:
         _check_kind(self.name, self.opname, t, Kind.SUMS)
         for what, v in (("t", self.t), ("s", self.s), ("c", self.c)):
             _vector(self.name, what, v, t.channels)
-        return TensorType(Kind.REAL, t.shape)
+        return TensorType(self.result, t.shape)
 
 
 @dataclass(frozen=True, eq=False)
-class Threshold(Op):
+class Affine(_Plane):
+    """Real-valued ``y[o] = t[o]*T + s[o]*S[o] + c[o]`` (exists only between passes)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Threshold(_Plane):
     """``a[o] = 1[t[o]*T + s[o]*S[o] + c[o] >= 0]`` in exact integers (int64 coefficients)."""
 
-    t: np.ndarray
-    s: np.ndarray
-    c: np.ndarray
-
-    def infer(self, t: TensorType) -> TensorType:
-        _check_kind(self.name, self.opname, t, Kind.SUMS)
-        for what, v in (("t", self.t), ("s", self.s), ("c", self.c)):
-            _vector(self.name, what, v, t.channels)
-        return TensorType(Kind.BIT, t.shape)
+    result = Kind.BIT
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,9 @@ def load_model(
         from bnc.frontend.script import rebuild
 
         try:
-            scripted = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; still read it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                scripted = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # noqa: BLE001
             raise BncError(f"{path}: not a readable TorchScript archive ({_first(e)})") from None
         module = rebuild(scripted, where)

@@ -37,6 +37,7 @@ class CompiledModel:
     graph: Graph  # import level
     lowered: Graph
     target: str
+    schedule: str = "auto"
     _folder: Path | None = field(default=None, repr=False)
 
     @property
@@ -49,6 +50,7 @@ class CompiledModel:
             "bnc_version": 1,
             "name": self.name,
             "target": self.target,
+            "schedule": self.schedule,
             "input_shape": list(self.graph.input.shape),
             "output_shape": list(self.lowered.output.shape),
             "output_scale": [float(v) for v in out.scale],
@@ -66,7 +68,7 @@ class CompiledModel:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
-            targets.get(self.target).emit(self.lowered, tmp, self.name)
+            targets.get(self.target).emit(self.lowered, tmp, self.name, schedule=self.schedule)
             (tmp / "report.md").write_text(render_report(self), encoding="utf-8")
             text = json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n"
             (tmp / MANIFEST).write_text(text, encoding="utf-8")
@@ -168,12 +170,17 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
     *,
     input_shape: tuple[int, ...] | None = None,
     trust: bool = False,
+    schedule: str = "auto",
 ) -> CompiledModel:
     """Compile a ``torch.nn.Module`` (with ``example_input``: a tensor or a shape) or a model
-    file (path) for ``target``."""
+    file (path) for ``target``. ``schedule`` picks the C targets' binary-convolution kernel:
+    ``auto`` (per layer, by cost), ``generic`` or ``planar`` (stride-1 layers)."""
     from bnc import frontend  # torch is heavy; import on use
+    from bnc.backends.c.lower import SCHEDULES
 
     targets.get(target)
+    if schedule not in SCHEDULES:
+        raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
     if isinstance(model, str | Path):
         imported = frontend.load_model(Path(model), input_shape=input_shape, trust=trust)
     else:
@@ -186,4 +193,4 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
         analysis.layer_widths(lowered)
     except (LoweringError, analysis.WidthError) as e:
         raise BncError(f"{imported.name}: {e}") from None
-    return CompiledModel(imported.name, imported.graph, lowered, target)
+    return CompiledModel(imported.name, imported.graph, lowered, target, schedule)

@@ -69,7 +69,11 @@ def cmd_compile(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     _say(f"bnc: importing {model}")
     compiled = bnc.compile(
-        model, target=a.target, input_shape=_input_shape(a.input_shape), trust=a.trust
+        model,
+        target=a.target,
+        input_shape=_input_shape(a.input_shape),
+        trust=a.trust,
+        schedule=a.schedule,
     )
     if a.dump_ir:
         from bnc.ir.printer import dump
@@ -164,6 +168,13 @@ def parser() -> argparse.ArgumentParser:
         help="load pickles with classes outside the allow-list (trusted files only)",
     )
     c.add_argument("--dump-ir", action="store_true", help="print the lowered IR")
+    c.add_argument(
+        "--schedule",
+        choices=("auto", "generic", "planar"),
+        default="auto",
+        help="C targets: binary-convolution kernel per layer (default auto: the cheaper by"
+        " the cost model; planar needs stride 1)",
+    )
     c.add_argument("--fps-target", type=float, help="fpga: frames per second to fold for")
     c.add_argument("--clock-mhz", type=float, help="fpga: clock in MHz (default 100)")
     c.set_defaults(func=cmd_compile)

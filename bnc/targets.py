@@ -4,33 +4,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bnc.errors import BncError
-from bnc.ir.graph import Graph
 
-PLANNED = ("arm64", "armv7", "cortex-m4", "cortex-m7", "fpga")
+PLANNED = ("cortex-m4", "cortex-m7", "fpga")
+DESCRIPTIONS = {
+    "c": "C99 for the host; AVX-512BW/AVX2/SSSE3 kernels where the compiler allows",
+    "arm64": "C99 + NEON for AArch64 Linux (aarch64-linux-gnu-gcc), runs under qemu-aarch64",
+    "armv7": "C99 + NEON for ARMv7-A Linux (arm-linux-gnueabihf-gcc), runs under qemu-arm",
+}
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
     description: str
-    emit: Callable[[Graph, Path, str], None]
+    emit: Callable[..., None]  # (graph, folder, name, schedule=...) -> None
     run: Callable[[Path, np.ndarray], tuple[np.ndarray, dict[str, Any]]]
 
 
-def _c_target() -> Target:
+def _c_target(name: str) -> Target:
     from bnc.backends.c.emit import emit
+    from bnc.backends.c.toolchain import C_TARGETS
     from bnc.sim.host import run
 
-    return Target("c", "portable C99, runs on the host", emit, run)
+    ct = C_TARGETS[name]
+    return Target(name, DESCRIPTIONS[name], partial(emit, target=ct), partial(run, target=ct))
 
 
-_FACTORIES: dict[str, Callable[[], Target]] = {"c": _c_target}
+_FACTORIES: dict[str, Callable[[], Target]] = {n: partial(_c_target, n) for n in DESCRIPTIONS}
 
 
 def names() -> list[str]:

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Installs the Debian packages bnc's demo and tests need, only when something is missing.
+# Installs the Debian packages bnc's demo and tests need, only when something is missing:
+# the host C toolchain, the ARM cross compilers and qemu-user (targets arm64 and armv7),
+# and clang/llvm-mca (the static NEON benchmark).
 set -euo pipefail
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || need+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
+command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+command -v llvm-mca >/dev/null 2>&1 || need+=(llvm)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
@@ -12,5 +19,5 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
     echo "setup: installing ${need[*]}" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

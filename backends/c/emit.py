@@ -9,6 +9,7 @@ from pathlib import Path
 import jinja2
 
 from bnc.backends.c.lower import lower
+from bnc.backends.c.toolchain import CTarget
 from bnc.ir.graph import Graph
 
 FILES = {
@@ -18,6 +19,7 @@ FILES = {
     "Makefile": "Makefile.j2",
     "CMakeLists.txt": "CMakeLists.txt.j2",
 }
+SIMD = ("bnc_simd.h", "bnc_simd.h.j2")  # only with a planar layer
 
 
 def _c_ident(text: str) -> str:
@@ -38,9 +40,14 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def emit(graph: Graph, out_dir: Path, model_name: str) -> None:
-    view = lower(graph, model_name)
+def emit(
+    graph: Graph, out_dir: Path, model_name: str, target: CTarget, schedule: str = "auto"
+) -> None:
+    view = lower(graph, model_name, schedule)
     env = environment()
-    for name, template in FILES.items():
-        text = env.get_template(template).render(m=view)
+    files = dict(FILES)
+    if view.nib_size:
+        files[SIMD[0]] = SIMD[1]
+    for name, template in files.items():
+        text = env.get_template(template).render(m=view, t=target, simd=bool(view.nib_size))
         (out_dir / name).write_text(text, encoding="utf-8")

@@ -14,6 +14,19 @@ Layout of the portable target:
   a convolution over codes sums the codes (T) and the codes under the ones of ``b[o]`` (S);
   padded taps are skipped, which is exactly zero padding in the value domain;
 * the output accumulators are int64 in (C, H, W) order.
+
+Two schedules compute a binary convolution (``schedule`` picks one per layer, see ``choose``):
+
+* ``generic``: the loop above, one output pixel at a time, AND + popcount over channel words;
+  any stride, any input;
+* ``planar`` (stride 1, bit input): the layer's input is re-laid as *nibble planes*, one byte
+  per pixel per four channels, over the zero-padded image flattened row by row, so that tap
+  ``(ky, kx)`` of the output at flat position ``q`` is the input at ``q + ky*Wp + kx``. Each
+  nonzero 4-bit piece of ``b[o]`` (an *entry*: plane, tap, nibble ``m``) adds
+  ``popcount(m & nibble)`` over a whole vector of positions with one table lookup
+  (``pshufb`` / ``vqtbl1q_u8``) and one add. Zero nibbles have no entry, so a zero kernel costs
+  nothing and a one-hot kernel one lookup per vector; ``T`` is counted once per position and
+  shared by all output channels.
 """
 
 from __future__ import annotations
@@ -28,6 +41,10 @@ from bnc.ir.graph import Graph
 from bnc.ir.types import Kind
 
 WORD = 32
+# The widest vector block the planar kernel may use (4 vectors of 64 bytes, AVX-512): buffers
+# are sized for it, so one emitted source serves every instruction set.
+BLOCK_MAX = 256
+SCHEDULES = ("auto", "generic", "planar")
 
 
 class UnsupportedGraph(BncError):
@@ -65,6 +82,51 @@ class ConvView:
     c0: tuple[int, ...]
     src: str
     dst: str
+
+
+@dataclass(frozen=True)
+class PlanarView:
+    """A stride-1 binary convolution in the planar schedule (see the module docstring)."""
+
+    index: int
+    name: str
+    final: bool
+    c: int
+    h: int
+    w: int
+    o: int
+    oh: int
+    ow: int
+    kh: int
+    kw: int
+    ph: int
+    pw: int
+    nw: int
+    onw: int
+    planes: int  # nibble planes that carry channels: 2 * ceil(C / 8)
+    wp: int  # padded row length
+    hp: int
+    q: int  # flat output positions, OH * Wp (the last 2*PW of each row are not outputs)
+    qmax: int  # q rounded up to BLOCK_MAX
+    ps: int  # plane stride: every read of a block stays inside its plane
+    y_lo: int  # rows [y_lo, y_hi) and columns [x_lo, x_hi) see every tap (interior)
+    y_hi: int
+    x_lo: int
+    x_hi: int
+    start: tuple[int, ...]  # entries of output channel o: start[o] .. start[o+1]
+    off: tuple[int, ...]  # entry: plane * ps + ky * wp + kx
+    tab: tuple[int, ...]  # entry: the weight nibble m (1..15)
+    nnz_tap: tuple[int, ...]  # ones of b per (o, ky, kx), for border positions
+    nnz: tuple[int, ...]  # ones of b per o
+    t: tuple[int, ...]
+    s: tuple[int, ...]
+    c0: tuple[int, ...]
+    src: str
+    dst: str
+
+    @property
+    def entries(self) -> int:
+        return len(self.off)
 
 
 @dataclass(frozen=True)
@@ -106,7 +168,10 @@ class ModelView:
     code_size: int
     code_type: str  # C type of the input quantizer's codes
     needs_popcount: bool  # some layer reads bits
-    layers: tuple[ConvView | PoolView, ...]
+    layers: tuple[ConvView | PlanarView | PoolView, ...]
+    nib_size: int  # bytes of the planar schedule's nibble planes (0: no planar layer)
+    pc_size: int  # padded positions of the largest planar input
+    q_size: int  # flat output positions of the largest planar layer
     out_channels: int
     out_per_channel: int
     out_scale: tuple[str, ...]
@@ -128,7 +193,145 @@ def _hex(v: int) -> str:
     return f"0x{int(v):08x}u"
 
 
-def lower(graph: Graph, name: str) -> ModelView:
+def _round_up(n: int, m: int) -> int:
+    return (n + m - 1) // m * m
+
+
+def _nibbles(weight: np.ndarray) -> np.ndarray:
+    """(O, C, kh, kw) bits → (O, planes, kh, kw) nibbles; plane 2j+h holds channels 8j+4h..+3."""
+    o, c, kh, kw = weight.shape
+    padded = np.zeros((o, _round_up(c, 8), kh, kw), dtype=np.uint8)
+    padded[:, :c] = weight
+    quads = padded.reshape(o, -1, 4, kh, kw)
+    return (quads * (1 << np.arange(4, dtype=np.uint8))[None, None, :, None, None]).sum(axis=2)
+
+
+def planar_cost(weight: np.ndarray, out_hw: tuple[int, int], pad: tuple[int, int]) -> float:
+    """Vector-op estimate of the planar schedule: two ops (lookup, add) per entry per 16
+    positions, plus about one op per output (channel, position) for the threshold."""
+    o, c, kh, kw = weight.shape
+    q = out_hw[0] * (out_hw[1] + 2 * pad[1])
+    entries = int(np.count_nonzero(_nibbles(weight)))
+    return 2.0 * entries * -(-q // 16) + o * q + 4.0 * c * q / 8
+
+
+def generic_cost(weight: np.ndarray, out_hw: tuple[int, int]) -> float:
+    """Scalar-op estimate of the generic schedule: AND, popcount and add per 32-bit word."""
+    o, c, kh, kw = weight.shape
+    return 3.0 * out_hw[0] * out_hw[1] * (o + 1) * kh * kw * words(c)
+
+
+def choose(op: O.SumConv2d, t_in_kind: Kind, out_hw: tuple[int, int], schedule: str) -> str:
+    """The schedule of one convolution: ``planar`` needs stride 1 and bits in; ``auto`` takes
+    the cheaper by the two estimates above (docs/benchmarks.md shows them against timings)."""
+    if t_in_kind is not Kind.BIT or op.stride != (1, 1):
+        return "generic"
+    if schedule != "auto":
+        return schedule
+    planar = planar_cost(op.weight, out_hw, op.padding)
+    return "planar" if planar < generic_cost(op.weight, out_hw) else "generic"
+
+
+def _planar(
+    i: int, op: O.SumConv2d, plane: O.Threshold | O.OutputAffine, t_in, out_hw, src: str, dst: str
+) -> PlanarView:
+    o, c, kh, kw = op.weight.shape
+    _, h, w = t_in.shape
+    oh, ow = out_hw
+    ph, pw = op.padding
+    wp, hp = w + 2 * pw, h + 2 * ph
+    q = oh * wp
+    qmax = _round_up(q, BLOCK_MAX)
+    ps = _round_up(max(qmax + (kh - 1) * wp + kw - 1, hp * wp), 64)
+    nib = _nibbles(op.weight)  # (O, planes, kh, kw)
+    start, off, tab = [0], [], []
+    for k in range(o):
+        pl, ky, kx = np.nonzero(nib[k])
+        off += (pl * ps + ky * wp + kx).tolist()
+        tab += nib[k][pl, ky, kx].tolist()
+        start.append(len(off))
+    final = isinstance(plane, O.OutputAffine)
+    return PlanarView(
+        index=i,
+        name=plane.name,
+        final=final,
+        c=c,
+        h=h,
+        w=w,
+        o=o,
+        oh=oh,
+        ow=ow,
+        kh=kh,
+        kw=kw,
+        ph=ph,
+        pw=pw,
+        nw=words(c),
+        onw=words(o),
+        planes=nib.shape[1],
+        wp=wp,
+        hp=hp,
+        q=q,
+        qmax=qmax,
+        ps=ps,
+        y_lo=min(ph, oh),
+        y_hi=max(min(ph, oh), min(oh, h - kh + 1 + ph)),
+        x_lo=min(pw, ow),
+        x_hi=max(min(pw, ow), min(ow, w - kw + 1 + pw)),
+        start=tuple(start),
+        off=tuple(int(v) for v in off),
+        tab=tuple(int(v) for v in tab),
+        nnz_tap=tuple(int(v) for v in op.weight.sum(axis=1).reshape(-1)),
+        nnz=tuple(int(v) for v in op.weight.reshape(o, -1).sum(axis=1)),
+        t=tuple(int(v) for v in plane.t),
+        s=tuple(int(v) for v in plane.s),
+        c0=tuple(int(v) for v in plane.c) if not final else (0,) * o,
+        src=src,
+        dst=dst,
+    )
+
+
+def _generic(
+    i: int, op: O.SumConv2d, plane: O.Threshold | O.OutputAffine, t_in, out_hw, src: str, dst: str
+) -> ConvView:
+    o, c, kh, kw = op.weight.shape
+    final = isinstance(plane, O.OutputAffine)
+    if t_in.kind is Kind.BIT:
+        wk = "bits"
+        wts = tuple(_hex(v) for v in _pack_channels(op.weight.transpose(0, 2, 3, 1)))
+        nnz = tuple(int(v) for v in op.weight.sum(axis=1).reshape(-1))
+    else:
+        wk = "codes"
+        wts = tuple(str(int(v)) for v in op.weight.reshape(-1))
+        nnz = ()
+    return ConvView(
+        i,
+        plane.name,
+        wk,
+        final,
+        c,
+        t_in.shape[1],
+        t_in.shape[2],
+        o,
+        *out_hw,
+        kh,
+        kw,
+        *op.stride,
+        *op.padding,
+        words(c),
+        words(o),
+        wts,
+        nnz,
+        tuple(int(v) for v in plane.t),
+        tuple(int(v) for v in plane.s),
+        tuple(int(v) for v in plane.c) if not final else (0,) * o,
+        src,
+        dst,
+    )
+
+
+def lower(graph: Graph, name: str, schedule: str = "auto") -> ModelView:
+    if schedule not in SCHEDULES:
+        raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
     ops, ins = graph.ops, graph.input_types()
     first = ops[0]
     c0, h0, w0 = graph.input.shape
@@ -140,7 +343,7 @@ def lower(graph: Graph, name: str) -> ModelView:
     bufs = ("bnc_buf0", "bnc_buf1")
     cur = "bnc_codes" if kind == "quantize" else bufs[0]
     nxt = 1 if kind == "sign" else 0
-    layers: list[ConvView | PoolView] = []
+    layers: list[ConvView | PlanarView | PoolView] = []
     max_words = words(c0) * h0 * w0
     out_op: O.OutputAffine | None = None
     i = 1
@@ -154,43 +357,10 @@ def lower(graph: Graph, name: str) -> ModelView:
             out_t = plane.infer(op.infer(t_in))
             _, oh, ow = out_t.shape
             dst = "acc" if final else bufs[nxt]
-            if t_in.kind is Kind.BIT:
-                wk = "bits"
-                wts = tuple(_hex(v) for v in _pack_channels(op.weight.transpose(0, 2, 3, 1)))
-                nnz = tuple(int(v) for v in op.weight.sum(axis=1).reshape(-1))
+            if choose(op, t_in.kind, (oh, ow), schedule) == "planar":
+                layers.append(_planar(i, op, plane, t_in, (oh, ow), cur, dst))
             else:
-                wk = "codes"
-                wts = tuple(str(int(v)) for v in op.weight.reshape(-1))
-                nnz = ()
-            layers.append(
-                ConvView(
-                    i,
-                    plane.name,
-                    wk,
-                    final,
-                    c,
-                    t_in.shape[1],
-                    t_in.shape[2],
-                    o,
-                    oh,
-                    ow,
-                    kh,
-                    kw,
-                    op.stride[0],
-                    op.stride[1],
-                    op.padding[0],
-                    op.padding[1],
-                    words(c),
-                    words(o),
-                    wts,
-                    nnz,
-                    tuple(int(v) for v in plane.t),
-                    tuple(int(v) for v in plane.s),
-                    tuple(int(v) for v in plane.c) if not final else (0,) * o,
-                    cur,
-                    dst,
-                )
-            )
+                layers.append(_generic(i, op, plane, t_in, (oh, ow), cur, dst))
             if final:
                 out_op = plane
             else:
@@ -233,6 +403,7 @@ def lower(graph: Graph, name: str) -> ModelView:
         raise UnsupportedGraph("the graph has no output layer")
     out_t = graph.output
     o = out_op.scale.shape[0]
+    planar = [v for v in layers if isinstance(v, PlanarView)]
     return ModelView(
         name=name,
         input_size=c0 * h0 * w0,
@@ -249,8 +420,14 @@ def lower(graph: Graph, name: str) -> ModelView:
         buffer_words=max_words,
         code_size=c0 * h0 * w0 if kind == "quantize" else 1,
         code_type="int16_t" if -(2**15) <= qmin and qmax < 2**15 else "int32_t",
-        needs_popcount=any(isinstance(v, ConvView) and v.kind == "bits" for v in layers),
+        needs_popcount=any(
+            isinstance(v, PlanarView) or (isinstance(v, ConvView) and v.kind == "bits")
+            for v in layers
+        ),
         layers=tuple(layers),
+        nib_size=max((v.planes * v.ps for v in planar), default=0),
+        pc_size=max((v.ps for v in planar), default=0),
+        q_size=max((v.qmax for v in planar), default=0),
         out_channels=o,
         out_per_channel=out_t.size // o,
         out_scale=tuple(float(v).hex() for v in out_op.scale),

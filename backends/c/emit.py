@@ -43,7 +43,7 @@ def environment() -> jinja2.Environment:
 def emit(
     graph: Graph, out_dir: Path, model_name: str, target: CTarget, schedule: str = "auto"
 ) -> None:
-    view = lower(graph, model_name, schedule)
+    view = lower(graph, model_name, schedule, target.unit)
     env = environment()
     files = dict(FILES)
     if view.nib_size:

@@ -75,7 +75,7 @@ class ConvView:
     pw: int
     nw: int  # input words per pixel (bits)
     onw: int  # output words per pixel (threshold bits)
-    weights: tuple[str, ...]  # bits: hex words [o][ky][kx][nw]; codes: 0/1 [o][c][ky][kx]
+    weights: tuple[str, ...]  # bits: hex words [o][ky][kx][nw]; codes: 0/1 [c][ky][kx][o]
     nnz: tuple[int, ...]  # bits: ones per tap [o][ky][kx]
     t: tuple[int, ...]
     s: tuple[int, ...]
@@ -91,6 +91,7 @@ class PlanarView:
     index: int
     name: str
     final: bool
+    unit: str  # "nibble" (table lookups, x86) or "byte" (AND + popcount, NEON)
     c: int
     h: int
     w: int
@@ -103,7 +104,7 @@ class PlanarView:
     pw: int
     nw: int
     onw: int
-    planes: int  # nibble planes that carry channels: 2 * ceil(C / 8)
+    planes: int  # planes that carry channels: 2 * ceil(C / 8) nibble or ceil(C / 8) byte planes
     wp: int  # padded row length
     hp: int
     q: int  # flat output positions, OH * Wp (the last 2*PW of each row are not outputs)
@@ -115,12 +116,13 @@ class PlanarView:
     x_hi: int
     start: tuple[int, ...]  # entries of output channel o: start[o] .. start[o+1]
     off: tuple[int, ...]  # entry: plane * ps + ky * wp + kx
-    tab: tuple[int, ...]  # entry: the weight nibble m (1..15)
+    tab: tuple[int, ...]  # entry: the weight nibble (1..15) or byte (1..255) m
     nnz_tap: tuple[int, ...]  # ones of b per (o, ky, kx), for border positions
     nnz: tuple[int, ...]  # ones of b per o
     t: tuple[int, ...]
     s: tuple[int, ...]
     c0: tuple[int, ...]
+    exact_double: bool  # every partial sum of the interior plane is below 2^53 in magnitude
     src: str
     dst: str
 
@@ -206,13 +208,30 @@ def _nibbles(weight: np.ndarray) -> np.ndarray:
     return (quads * (1 << np.arange(4, dtype=np.uint8))[None, None, :, None, None]).sum(axis=2)
 
 
-def planar_cost(weight: np.ndarray, out_hw: tuple[int, int], pad: tuple[int, int]) -> float:
-    """Vector-op estimate of the planar schedule: two ops (lookup, add) per entry per 16
-    positions, plus about one op per output (channel, position) for the threshold."""
+def _bytes(weight: np.ndarray) -> np.ndarray:
+    """(O, C, kh, kw) bits → (O, planes, kh, kw) bytes; plane j holds channels 8j..8j+7."""
+    o, c, kh, kw = weight.shape
+    padded = np.zeros((o, _round_up(c, 8), kh, kw), dtype=np.uint16)
+    padded[:, :c] = weight
+    octets = padded.reshape(o, -1, 8, kh, kw)
+    return (octets << np.arange(8, dtype=np.uint16)[None, None, :, None, None]).sum(axis=2)
+
+
+def entries_of(weight: np.ndarray, unit: str) -> np.ndarray:
+    return _nibbles(weight) if unit == "nibble" else _bytes(weight)
+
+
+def planar_cost(
+    weight: np.ndarray, out_hw: tuple[int, int], pad: tuple[int, int], unit: str = "nibble"
+) -> float:
+    """Vector-op estimate of the planar schedule per 16 positions: two ops per nibble entry
+    (lookup, add) or three per byte entry (and, count, add), plus about one op per output
+    (channel, position) for the threshold and four per input byte for the re-layout."""
     o, c, kh, kw = weight.shape
     q = out_hw[0] * (out_hw[1] + 2 * pad[1])
-    entries = int(np.count_nonzero(_nibbles(weight)))
-    return 2.0 * entries * -(-q // 16) + o * q + 4.0 * c * q / 8
+    entries = int(np.count_nonzero(entries_of(weight, unit)))
+    per = 2.0 if unit == "nibble" else 3.0
+    return per * entries * -(-q // 16) + o * q + 4.0 * c * q / 8
 
 
 def generic_cost(weight: np.ndarray, out_hw: tuple[int, int]) -> float:
@@ -221,19 +240,28 @@ def generic_cost(weight: np.ndarray, out_hw: tuple[int, int]) -> float:
     return 3.0 * out_hw[0] * out_hw[1] * (o + 1) * kh * kw * words(c)
 
 
-def choose(op: O.SumConv2d, t_in_kind: Kind, out_hw: tuple[int, int], schedule: str) -> str:
+def choose(
+    op: O.SumConv2d, t_in_kind: Kind, out_hw: tuple[int, int], schedule: str, unit: str = "nibble"
+) -> str:
     """The schedule of one convolution: ``planar`` needs stride 1 and bits in; ``auto`` takes
     the cheaper by the two estimates above (docs/benchmarks.md shows them against timings)."""
     if t_in_kind is not Kind.BIT or op.stride != (1, 1):
         return "generic"
     if schedule != "auto":
         return schedule
-    planar = planar_cost(op.weight, out_hw, op.padding)
+    planar = planar_cost(op.weight, out_hw, op.padding, unit)
     return "planar" if planar < generic_cost(op.weight, out_hw) else "generic"
 
 
 def _planar(
-    i: int, op: O.SumConv2d, plane: O.Threshold | O.OutputAffine, t_in, out_hw, src: str, dst: str
+    i: int,
+    op: O.SumConv2d,
+    plane: O.Threshold | O.OutputAffine,
+    t_in,
+    out_hw,
+    src: str,
+    dst: str,
+    unit: str,
 ) -> PlanarView:
     o, c, kh, kw = op.weight.shape
     _, h, w = t_in.shape
@@ -243,7 +271,7 @@ def _planar(
     q = oh * wp
     qmax = _round_up(q, BLOCK_MAX)
     ps = _round_up(max(qmax + (kh - 1) * wp + kw - 1, hp * wp), 64)
-    nib = _nibbles(op.weight)  # (O, planes, kh, kw)
+    nib = entries_of(op.weight, unit)  # (O, planes, kh, kw)
     start, off, tab = [0], [], []
     for k in range(o):
         pl, ky, kx = np.nonzero(nib[k])
@@ -251,10 +279,20 @@ def _planar(
         tab += nib[k][pl, ky, kx].tolist()
         start.append(len(off))
     final = isinstance(plane, O.OutputAffine)
+    nnz = op.weight.reshape(o, -1).sum(axis=1)
+    cc = [0] * o if final else [int(v) for v in plane.c]
+    # interior plane = t*T + (2s)*pab + (c - s*nnz), |T| <= C*kh*kw, 0 <= pab <= nnz
+    bound = max(
+        abs(int(plane.t[k])) * c * kh * kw
+        + 2 * abs(int(plane.s[k])) * int(nnz[k])
+        + abs(cc[k] - int(plane.s[k]) * int(nnz[k]))
+        for k in range(o)
+    )
     return PlanarView(
         index=i,
         name=plane.name,
         final=final,
+        unit=unit,
         c=c,
         h=h,
         w=w,
@@ -284,7 +322,8 @@ def _planar(
         nnz=tuple(int(v) for v in op.weight.reshape(o, -1).sum(axis=1)),
         t=tuple(int(v) for v in plane.t),
         s=tuple(int(v) for v in plane.s),
-        c0=tuple(int(v) for v in plane.c) if not final else (0,) * o,
+        c0=tuple(cc),
+        exact_double=bound < 2**53,
         src=src,
         dst=dst,
     )
@@ -300,8 +339,8 @@ def _generic(
         wts = tuple(_hex(v) for v in _pack_channels(op.weight.transpose(0, 2, 3, 1)))
         nnz = tuple(int(v) for v in op.weight.sum(axis=1).reshape(-1))
     else:
-        wk = "codes"
-        wts = tuple(str(int(v)) for v in op.weight.reshape(-1))
+        wk = "codes"  # 0/1 as [c][ky][kx][o]: S for all o vectorizes
+        wts = tuple(str(int(v)) for v in op.weight.reshape(o, -1).T.reshape(-1))
         nnz = ()
     return ConvView(
         i,
@@ -329,7 +368,7 @@ def _generic(
     )
 
 
-def lower(graph: Graph, name: str, schedule: str = "auto") -> ModelView:
+def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble") -> ModelView:
     if schedule not in SCHEDULES:
         raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
     ops, ins = graph.ops, graph.input_types()
@@ -357,8 +396,8 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> ModelView:
             out_t = plane.infer(op.infer(t_in))
             _, oh, ow = out_t.shape
             dst = "acc" if final else bufs[nxt]
-            if choose(op, t_in.kind, (oh, ow), schedule) == "planar":
-                layers.append(_planar(i, op, plane, t_in, (oh, ow), cur, dst))
+            if choose(op, t_in.kind, (oh, ow), schedule, unit) == "planar":
+                layers.append(_planar(i, op, plane, t_in, (oh, ow), cur, dst, unit))
             else:
                 layers.append(_generic(i, op, plane, t_in, (oh, ow), cur, dst))
             if final:

@@ -23,6 +23,7 @@ class CTarget:
     runner: tuple[str, ...]  # prefix that executes the binary (an emulator), or ()
     packages: str  # Debian packages that provide cc and the runner
     cross: bool  # the Makefile pins CC instead of taking the environment's
+    unit: str = "nibble"  # planar entries: nibble (pshufb lookups) or byte (NEON vcnt)
 
 
 HOST = CTarget("c", "cc", "-march=native", "", (), "gcc make", False)
@@ -34,6 +35,7 @@ ARM64 = CTarget(
     ("qemu-aarch64",),
     "gcc-aarch64-linux-gnu qemu-user",
     True,
+    "byte",
 )
 ARMV7 = CTarget(
     "armv7",
@@ -43,6 +45,7 @@ ARMV7 = CTarget(
     ("qemu-arm",),
     "gcc-arm-linux-gnueabihf qemu-user",
     True,
+    "byte",
 )
 C_TARGETS = {t.name: t for t in (HOST, ARM64, ARMV7)}
 
@@ -59,16 +62,20 @@ def _require(tool: str, target: CTarget) -> None:
         )
 
 
-def build(folder: Path, target: CTarget, cflags: str | None = None) -> Path:
-    """``make`` in ``folder`` unless ``build/model`` is newer than every source."""
+def build(
+    folder: Path, target: CTarget, cflags: str | None = None, arch: str | None = None
+) -> Path:
+    """``make`` in ``folder`` unless ``build/model`` is newer than every source; ``cflags`` and
+    ``arch`` override the Makefile's CFLAGS and ARCH (and force a rebuild)."""
     exe = binary(folder)
-    if cflags is None and exe.is_file():
+    if cflags is None and arch is None and exe.is_file():
         newest = max((folder / s).stat().st_mtime for s in SOURCES if (folder / s).exists())
         if exe.stat().st_mtime >= newest:
             return exe
     _require("make", target)
     _require(target.cc, target)
     args = ["make", "-s", "-B"] + ([f"CFLAGS={cflags}"] if cflags is not None else [])
+    args += [f"ARCH={arch}"] if arch is not None else []
     proc = subprocess.run(args, cwd=folder, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-20:])

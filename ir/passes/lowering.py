@@ -22,11 +22,16 @@ from bnc.ir.types import Kind
 # (``plane_precision``), at most MAX_PRECISION; the output layer keeps PRECISION bits.
 PRECISION = 24
 MAX_PRECISION = 40
+DOUBLE_EXACT = 52
 
 
-def plane_precision(t_max: int) -> int:
-    """The largest P with ``2^P * (2 * t_max + 1) < 2^62`` (|S| <= |T|'s bound), capped."""
-    return max(PRECISION, min(MAX_PRECISION, 62 - (2 * t_max + 1).bit_length()))
+def plane_precision(t_max: int, limit: int = 62) -> int:
+    """The largest P with ``2^P * (2 * t_max + 1) < 2^limit`` (|S| <= |T|'s bound), capped.
+
+    Planes over bits use ``limit = DOUBLE_EXACT``: every partial sum of the plane then stays
+    below 2^53, so a backend may evaluate it exactly in IEEE double (vector units without
+    64-bit integer multiplies do)."""
+    return max(PRECISION, min(MAX_PRECISION, limit - (2 * t_max + 1).bit_length()))
 
 
 def _fixed(values: list[np.ndarray], precision: int = PRECISION) -> tuple[list[np.ndarray], int]:
@@ -165,7 +170,8 @@ class FoldSign:
                 conv = graph.ops[i - 2]
                 assert isinstance(conv, O.SumConv2d)
                 t_max = int(np.prod(conv.weight.shape[1:])) * ins[i - 2].magnitude
-                bits = plane_precision(t_max)
+                over_bits = ins[i - 2].kind is Kind.BIT
+                bits = plane_precision(t_max, DOUBLE_EXACT if over_bits else 62)
                 cols = [
                     _fixed([prev.t[o : o + 1], prev.s[o : o + 1], prev.c[o : o + 1]], bits)[0]
                     for o in range(prev.t.shape[0])

@@ -1,0 +1,237 @@
+"""bnc's speed benchmark: one table from one run on this machine, single thread, batch 1.
+
+    make bench            (or: .venv/bin/python bench/run.py)
+
+Prints markdown: the register-resident popcount peak of this CPU, four 3x3 layers
+(PyTorch fp32 vs bnc dense binary and GDQ at 50/90/95/99 % alpha weights), the bundled
+example against its float twin, and the static NEON figure (clang + llvm-mca, Cortex-A72).
+Rates are binary MACs per second counted densely (C*9 per output), so a sparse layer's rate is
+its effective rate. Times are medians; this machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import PROFILE, build_host, conv_graph, time_artifact  # noqa: E402
+from bnc.backends.c.emit import emit  # noqa: E402
+from bnc.backends.c.toolchain import ARM64  # noqa: E402
+
+SHAPES = [(64, 56), (128, 28), (256, 14), (512, 7)]
+SHARES = [0.5, 0.9, 0.95, 0.99]
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def peak(tmp: Path) -> dict[str, float]:
+    exe = tmp / "peak"
+    src = ROOT / "bench" / "peak.c"
+    subprocess.run(["cc", "-O3", "-march=native", "-o", str(exe), str(src)], check=True)
+    runs = [
+        json.loads(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout)
+        for _ in range(3)
+    ]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "sink"}
+
+
+def torch_conv(c: int, h: int) -> float:
+    x, w = torch.randn(1, c, h, h), torch.randn(c, c, 3, 3)
+    for _ in range(3):
+        F.conv2d(x, w, padding=1)
+    ts = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        F.conv2d(x, w, padding=1)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def layers(tmp: Path, top: float) -> list[str]:
+    head = "| layer | PyTorch fp32 | bnc dense | × PyTorch | % of peak |"
+    head += "".join(f" GDQ {int(s * 100)} % α |" for s in SHARES)
+    rows = [head, "|" + " --- |" * (5 + len(SHARES))]
+    for c, h in SHAPES:
+        say(f"bench: layer {h}x{h}x{c} -> {c}")
+        macs = h * h * c * c * 9
+        x = np.random.default_rng(0).normal(size=(10, c, h, h)).astype(np.float32)
+        t_torch = torch_conv(c, h)
+        # dense binary: symmetric weights (+-a), half the bits set, best schedule
+        dense = build_host(conv_graph(c, h, c, 0.5, symmetric=True), tmp / f"d{c}", "auto", PROFILE)
+        t_dense = time_artifact(dense, x, 5, layer=0)
+        cells = []
+        for share in SHARES:
+            f = build_host(conv_graph(c, h, c, share), tmp / f"g{c}-{share}", "auto", PROFILE)
+            t = time_artifact(f, x, 5, layer=0)
+            cells.append(f" {macs / t / 1e9:.0f} G ({t_dense / t:.1f}× dense) |")
+        rows.append(
+            f"| {h}²×{c}→{c} | {macs / t_torch / 1e9:.1f} G | {macs / t_dense / 1e9:.0f} G |"
+            f" {t_torch / t_dense:.1f}× | {100 * macs / t_dense / top:.0f} % |" + "".join(cells)
+        )
+    return rows
+
+
+def float_twin(model: nn.Module) -> nn.Module:
+    """The same topology in float: Conv2d/Linear for the binary layers, ReLU for Sign."""
+    import bnc.nn as bn
+
+    parts: list[nn.Module] = []
+    for m in model.children():
+        if isinstance(m, bn.BinaryConv2d):
+            parts.append(
+                nn.Conv2d(
+                    m.in_channels,
+                    m.out_channels,
+                    m.kernel_size,
+                    m.stride,
+                    m.padding,
+                    bias=m.bias is not None,
+                )
+            )
+        elif isinstance(m, bn.BinaryLinear):
+            parts.append(nn.Linear(m.in_features, m.out_features, bias=m.bias is not None))
+        elif isinstance(m, bn.Sign):
+            parts.append(nn.ReLU())
+        elif isinstance(m, bn.InputQuantizer):
+            continue
+        else:
+            parts.append(m)
+    return nn.Sequential(*parts).eval()
+
+
+def whole_model(tmp: Path) -> list[str]:
+    import bnc
+
+    say("bench: bundled example vs its float twin")
+    model = torch.load(ROOT / "examples" / "fashion_bnn.pt", weights_only=False).eval()
+    data = np.load(ROOT / "examples" / "fashion_test.npz")
+    x = (data["images"][:500].astype(np.float32) / np.float32(255.0)).astype(np.float32)
+    x = x.reshape(-1, 1, 28, 28)
+    twin = float_twin(model)
+    xt = torch.from_numpy(x)
+    ts = []
+    with torch.no_grad():
+        for i in range(200):
+            t0 = time.perf_counter()
+            twin(xt[i : i + 1])
+            ts.append(time.perf_counter() - t0)
+    t_twin = statistics.median(ts)
+    folder = bnc.compile(ROOT / "examples" / "fashion_bnn.pt").save(tmp / "example")
+    from bnc.backends.c.toolchain import HOST, build
+
+    build(folder, HOST)
+    t_bnc = time_artifact(folder, x, 5)
+    return [
+        "| model | float twin, PyTorch fp32 | bnc `c` | speed-up |",
+        "| --- | --- | --- | --- |",
+        f"| examples/fashion_bnn.pt, per image | {t_twin * 1e6:.0f} µs | {t_bnc * 1e6:.0f} µs |"
+        f" {t_twin / t_bnc:.1f}× |",
+    ]
+
+
+def neon(tmp: Path) -> list[str]:
+    """The planar inner loop as emitted for arm64, one iteration between the BNC_MCA marks."""
+    say("bench: NEON inner loop under llvm-mca (cortex-a72)")
+    rows = [
+        "| NEON inner loop (arm64, byte entries) | instructions | cycles / iteration |"
+        " binary MACs / cycle (dense) | at 95 % α (effective) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    folder = tmp / "neon"
+    folder.mkdir()
+    emit(conv_graph(64, 56, 64, 0.5), folder, "m", ARM64, "planar")
+    asm = folder / "model.s"
+    subprocess.run(
+        [
+            "clang",
+            "--target=aarch64-linux-gnu",
+            "-O3",
+            "-mcpu=cortex-a72",
+            "-DBNC_MCA",
+            "-S",
+            "-o",
+            str(asm),
+            str(folder / "model.c"),
+        ],
+        check=True,
+    )
+    body, inside, n = [], False, 0
+    for line in asm.read_text().splitlines():
+        if "LLVM-MCA-BEGIN" in line:
+            inside, n = True, n + 1
+        elif "LLVM-MCA-END" in line:
+            inside = False
+            if n == 1:
+                break
+        elif inside and "APP" not in line:
+            body.append(line)
+    loop = folder / "loop.s"
+    loop.write_text("\n".join(body) + "\n")
+    out = subprocess.run(
+        [
+            "llvm-mca",
+            "-mtriple=aarch64-linux-gnu",
+            "-mcpu=cortex-a72",
+            "-iterations=1000",
+            str(loop),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    cycles = int(next(v for v in out.splitlines() if v.startswith("Total Cycles")).split()[-1])
+    per = cycles / 1000
+    macs = 4 * 16 * 8  # 4 vectors x 16 positions x 8 channels per byte entry
+    # at 95 % alpha the share of nonzero weight bytes is 1 - 0.95^8
+    eff = macs / per / (1 - 0.95**8)
+    rows.append(
+        f"| 4 × (and, cnt, add) + address, mask | {len(body)} | {per:.2f} |"
+        f" {macs / per:.0f} | {eff:.0f} |"
+    )
+    return rows
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="bnc-bench-") as d:
+        tmp = Path(d)
+        say("bench: register-resident popcount peak")
+        pk = peak(tmp)
+        top = max(v for k, v in pk.items() if k.startswith("xor_popcnt"))
+        lines = [
+            "### Peak (register-resident, one thread)",
+            "",
+            "| loop | binary MAC/s |",
+            "| --- | --- |",
+        ]
+        lines += [f"| {k} | {v / 1e9:.0f} G |" for k, v in pk.items()]
+        lines += [
+            "",
+            f"Peak used below: {top / 1e9:.0f} G (best XOR + popcount loop).",
+            "",
+            "### 3×3 layers, stride 1, pad 1 (binary MAC/s, dense count)",
+            "",
+        ]
+        lines += layers(tmp, top)
+        lines += ["", "### Whole model, batch 1", ""] + whole_model(tmp)
+        lines += ["", "### ARM, static (clang -O3 -mcpu=cortex-a72, llvm-mca)", ""] + neon(tmp)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -110,6 +110,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     line = f"{y.shape[0]} samples"
     if per is not None:
         line += f", {per * 1e6:.1f} us per sample"
+        if "emulated" in stats:
+            line += f" (emulated by {stats['emulated']}, not the board's speed)"
     if labels is not None:
         acc_pct = 100.0 * float((y.argmax(axis=1) == labels).mean())
         line += f", accuracy {acc_pct:.2f} %"

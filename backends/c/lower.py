@@ -179,6 +179,11 @@ class ModelView:
     out_scale: tuple[str, ...]
     out_bias: tuple[str, ...]
 
+    @property
+    def nibble_tables(self) -> bool:
+        """Some planar layer uses nibble entries (and so the lookup tables)."""
+        return any(isinstance(v, PlanarView) and v.unit == "nibble" for v in self.layers)
+
 
 def _pack_channels(bits_: np.ndarray) -> list[int]:
     """Bits along the last axis (channels) → 32-bit words, least significant first."""
@@ -199,26 +204,15 @@ def _round_up(n: int, m: int) -> int:
     return (n + m - 1) // m * m
 
 
-def _nibbles(weight: np.ndarray) -> np.ndarray:
-    """(O, C, kh, kw) bits → (O, planes, kh, kw) nibbles; plane 2j+h holds channels 8j+4h..+3."""
-    o, c, kh, kw = weight.shape
-    padded = np.zeros((o, _round_up(c, 8), kh, kw), dtype=np.uint8)
-    padded[:, :c] = weight
-    quads = padded.reshape(o, -1, 4, kh, kw)
-    return (quads * (1 << np.arange(4, dtype=np.uint8))[None, None, :, None, None]).sum(axis=2)
-
-
-def _bytes(weight: np.ndarray) -> np.ndarray:
-    """(O, C, kh, kw) bits → (O, planes, kh, kw) bytes; plane j holds channels 8j..8j+7."""
+def entries_of(weight: np.ndarray, unit: str) -> np.ndarray:
+    """(O, C, kh, kw) bits → (O, planes, kh, kw) pieces of ``n`` = 4 (nibble) or 8 (byte)
+    channels: plane j holds channels n*j .. n*j+n-1, channel n*j+i as bit i."""
+    n = 4 if unit == "nibble" else 8
     o, c, kh, kw = weight.shape
     padded = np.zeros((o, _round_up(c, 8), kh, kw), dtype=np.uint16)
     padded[:, :c] = weight
-    octets = padded.reshape(o, -1, 8, kh, kw)
-    return (octets << np.arange(8, dtype=np.uint16)[None, None, :, None, None]).sum(axis=2)
-
-
-def entries_of(weight: np.ndarray, unit: str) -> np.ndarray:
-    return _nibbles(weight) if unit == "nibble" else _bytes(weight)
+    pieces = padded.reshape(o, -1, n, kh, kw)
+    return (pieces << np.arange(n, dtype=np.uint16)[None, None, :, None, None]).sum(axis=2)
 
 
 def planar_cost(

@@ -85,6 +85,6 @@ def build(
 
 def command(folder: Path, target: CTarget) -> list[str]:
     """The command line that runs the built binary (under the target's emulator if any)."""
-    for tool in target.runner[:1]:
-        _require(tool, target)
+    if target.runner:
+        _require(target.runner[0], target)
     return [*target.runner, str(binary(folder))]

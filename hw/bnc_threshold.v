@@ -1,0 +1,25 @@
+// bnc_threshold: the integer test of DESIGN §2.5, a = [t*T + s*S + c >= 0], on signed
+// operands. The backend hands it per-channel coefficients already reduced to the fewest
+// bits that give the interpreter's decision on every reachable (T, S).
+`default_nettype none
+module bnc_threshold #(
+    parameter integer TW = 8,   // width of T and S
+    parameter integer KW = 8,   // width of t, s and c
+    parameter integer VW = TW + KW + 2
+) (
+    input  wire signed [TW-1:0] sum_t,
+    input  wire signed [TW-1:0] sum_s,
+    input  wire signed [KW-1:0] coef_t,
+    input  wire signed [KW-1:0] coef_s,
+    input  wire signed [KW-1:0] coef_c,
+    output wire                 bit_out
+);
+    wire signed [VW-1:0] t = {{(VW-KW){coef_t[KW-1]}}, coef_t};
+    wire signed [VW-1:0] s = {{(VW-KW){coef_s[KW-1]}}, coef_s};
+    wire signed [VW-1:0] c = {{(VW-KW){coef_c[KW-1]}}, coef_c};
+    wire signed [VW-1:0] x = {{(VW-TW){sum_t[TW-1]}}, sum_t};
+    wire signed [VW-1:0] y = {{(VW-TW){sum_s[TW-1]}}, sum_s};
+    wire signed [VW-1:0] v = t * x + s * y + c;
+    assign bit_out = !v[VW-1];
+endmodule
+`default_nettype wire

@@ -1,0 +1,101 @@
+// bnc_window: the sliding-window generator. After a start pulse it walks every output pixel
+// (oy, ox) in raster order, G passes per pixel, and every kernel tap (ky, kx) per pass,
+// issuing one frame-buffer read per cycle: the input pixel's address, whether the tap lies
+// inside the image (a padded tap reads nothing and contributes nothing), the first / last
+// tap of the pass, the pass number and widx = pass * KH * KW + tap (the weight row).
+`default_nettype none
+module bnc_window #(
+    parameter integer IH = 4, parameter integer IW = 4,
+    parameter integer KH = 3, parameter integer KW = 3,
+    parameter integer SH = 1, parameter integer SW = 1,
+    parameter integer PH = 0, parameter integer PW = 0,
+    parameter integer G = 1,
+    parameter integer OH = (IH + 2 * PH - KH) / SH + 1,
+    parameter integer OW = (IW + 2 * PW - KW) / SW + 1,
+    parameter integer AW = (IH * IW <= 1) ? 1 : $clog2(IH * IW),
+    parameter integer XW = (G * KH * KW <= 1) ? 1 : $clog2(G * KH * KW),
+    parameter integer GW = (G <= 1) ? 1 : $clog2(G)
+) (
+    input  wire          clk,
+    input  wire          rst,
+    input  wire          start,
+    output reg           busy,
+    output wire          issue,
+    output wire [AW-1:0] addr,
+    output wire          tap_in,
+    output wire          first,
+    output wire          last,
+    output wire [XW-1:0] widx,
+    output wire [GW-1:0] grp,
+    output wire          frame_last
+);
+    // Coordinates are CW-bit signed: enough for every index, stride step and padding.
+    localparam integer DIM = IH + IW + KH + KW + PH + PW + SH + SW + G;
+    localparam integer CW = $clog2(DIM + 1) + 2;
+    localparam integer LW = AW + CW + 1;  // the linear address before truncation
+    localparam signed [CW-1:0] C_IH = IH[CW-1:0], C_IW = IW[CW-1:0];
+    localparam signed [CW-1:0] C_PH = PH[CW-1:0], C_PW = PW[CW-1:0];
+    localparam signed [CW-1:0] C_SH = SH[CW-1:0], C_SW = SW[CW-1:0];
+    localparam [CW-1:0] L_KH = KH[CW-1:0] - 1'b1, L_KW = KW[CW-1:0] - 1'b1;
+    localparam [CW-1:0] L_OH = OH[CW-1:0] - 1'b1, L_OW = OW[CW-1:0] - 1'b1;
+    localparam integer LG = G - 1;
+    localparam [GW-1:0] L_G = LG[GW-1:0];
+    localparam signed [LW-1:0] X_IW = IW[LW-1:0];
+
+    reg signed [CW-1:0] by, bx;  // top-left input coordinate of the window
+    reg [CW-1:0] ky, kx, oy, ox;
+    reg [GW-1:0] g;
+    reg [XW-1:0] w;
+
+    wire signed [CW-1:0] iy = by + $signed(ky);
+    wire signed [CW-1:0] ix = bx + $signed(kx);
+    assign tap_in = !iy[CW-1] && iy < C_IH && !ix[CW-1] && ix < C_IW;
+    // Only the low AW bits of the linear address are used: inside the image it is < IH*IW.
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire signed [LW-1:0] lin = {{(LW-CW){iy[CW-1]}}, iy} * X_IW + {{(LW-CW){ix[CW-1]}}, ix};
+    /* verilator lint_on UNUSEDSIGNAL */
+    assign addr = tap_in ? lin[AW-1:0] : {AW{1'b0}};
+    assign issue = busy;
+    assign first = ky == 0 && kx == 0;
+    wire ky_end = ky == L_KH, kx_end = kx == L_KW;
+    assign last = ky_end && kx_end;
+    wire g_end = g == L_G;
+    wire ox_end = ox == L_OW, oy_end = oy == L_OH;
+    assign frame_last = last && g_end && ox_end && oy_end;
+    assign widx = w;
+    assign grp = g;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            busy <= 1'b0;
+        end else if (!busy) begin
+            if (start) busy <= 1'b1;
+        end else if (frame_last) begin
+            busy <= 1'b0;
+        end
+    end
+
+    always @(posedge clk) begin
+        if (rst || !busy) begin
+            ky <= 0; kx <= 0; oy <= 0; ox <= 0; g <= 0; w <= 0;
+            by <= -C_PH; bx <= -C_PW;
+        end else begin
+            kx <= kx_end ? 0 : kx + 1'b1;
+            if (kx_end) ky <= ky_end ? 0 : ky + 1'b1;
+            if (last && g_end) begin
+                g <= 0;
+                w <= 0;
+                ox <= ox_end ? 0 : ox + 1'b1;
+                bx <= ox_end ? -C_PW : bx + C_SW;
+                if (ox_end) begin
+                    oy <= oy_end ? 0 : oy + 1'b1;
+                    by <= oy_end ? -C_PH : by + C_SH;
+                end
+            end else begin
+                if (last) g <= g + 1'b1;
+                w <= w + 1'b1;
+            end
+        end
+    end
+endmodule
+`default_nettype wire

@@ -1,0 +1,47 @@
+"""Run one cocotb suite under Verilator from pytest (cocotb 2.x runner)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bnc.sim import verilator
+
+
+def run_suite(
+    top: str,
+    module: str,
+    build_dir: Path,
+    parameters: dict[str, object] | None = None,
+    sources: list[Path] | None = None,
+) -> None:
+    """Build ``top`` with ``parameters`` and run the cocotb test module ``module`` on it.
+
+    Fails (raises) when any cocotb test fails."""
+    os.environ.update(verilator.env())
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner("verilator")
+    here = Path(__file__).resolve().parent
+    runner.build(
+        sources=sources or verilator.hw_sources(),
+        hdl_toplevel=top,
+        parameters=parameters or {},
+        build_dir=build_dir,
+        build_args=["-Wno-fatal"],
+        always=True,
+        log_file=build_dir / "build.log",
+    )
+    results = runner.test(
+        hdl_toplevel=top,
+        test_module=module,
+        test_dir=here,
+        build_dir=build_dir,
+        extra_env={"PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+        log_file=build_dir / "test.log",
+    )
+    from cocotb_tools.runner import get_results
+
+    tests, fails = get_results(results)
+    assert tests > 0, f"{module}: no cocotb test ran (see {build_dir / 'test.log'})"
+    assert fails == 0, f"{module}: {fails} of {tests} cocotb tests failed (see {build_dir})"

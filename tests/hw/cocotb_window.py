@@ -1,0 +1,49 @@
+"""cocotb: bnc_window issues every (pixel, pass, tap) read in order, one per cycle."""
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+
+def expected(ih, iw, kh, kw, sh, sw, ph, pw, g):
+    oh, ow = (ih + 2 * ph - kh) // sh + 1, (iw + 2 * pw - kw) // sw + 1
+    out = []
+    for oy in range(oh):
+        for ox in range(ow):
+            for p in range(g):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        iy, ix = oy * sh + ky - ph, ox * sw + kx - pw
+                        inside = 0 <= iy < ih and 0 <= ix < iw
+                        out.append((iy * iw + ix if inside else 0, int(inside), int(ky == kx == 0),
+                                    int(ky == kh - 1 and kx == kw - 1), p * kh * kw + ky * kw + kx, p))
+    return out
+
+
+@cocotb.test()
+async def walks_one_frame_twice(dut):
+    names = ("IH", "IW", "KH", "KW", "SH", "SW", "PH", "PW", "G")
+    want = expected(*(int(getattr(dut, n).value) for n in names))
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    dut.start.value = 0
+    await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    for frame in range(2):
+        dut.start.value = 1
+        await RisingEdge(dut.clk)
+        dut.start.value = 0
+        got = []
+        while True:
+            await ReadOnly()
+            if int(dut.issue.value):
+                got.append(tuple(int(getattr(dut, s).value) for s in
+                                 ("addr", "tap_in", "first", "last", "widx", "grp")))
+                if int(dut.frame_last.value):
+                    assert len(got) == len(want), f"frame_last after {len(got)} reads"
+            elif got:
+                break
+            await RisingEdge(dut.clk)
+        assert got == want, f"frame {frame}: first difference at read " + str(
+            next(i for i, (a, b) in enumerate(zip(got, want + [None] * len(got))) if a != b))
+        await RisingEdge(dut.clk)

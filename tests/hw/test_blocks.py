@@ -1,0 +1,61 @@
+"""Every hand-written block in hw/: lint-clean under verilator -Wall, and its cocotb suite."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from bnc.sim import verilator
+from tests.hw.cocotb_run import run_suite
+
+
+@pytest.mark.parametrize("source", verilator.hw_sources(), ids=lambda p: p.stem)
+def test_lint_clean(source):
+    proc = subprocess.run(
+        [verilator.executable(), *verilator.LINT, f"-I{verilator.HW}", str(source),
+         "--top-module", source.stem],
+        capture_output=True, text=True, env=verilator.env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "params", [dict(N=1, W=1, SIGNED=0), dict(N=37, W=1, SIGNED=0), dict(N=5, W=9, SIGNED=1),
+               dict(N=64, W=1, SIGNED=0), dict(N=3, W=4, SIGNED=1)],
+    ids=lambda p: f"N{p['N']}W{p['W']}S{p['SIGNED']}",
+)
+def test_sum(params, tmp_path):
+    run_suite("bnc_sum", "cocotb_sum", tmp_path, params)
+
+
+WINDOWS = [
+    dict(IH=5, IW=6, KH=3, KW=3, SH=1, SW=1, PH=1, PW=1, G=1),
+    dict(IH=7, IW=4, KH=3, KW=2, SH=2, SW=1, PH=1, PW=0, G=3),
+    dict(IH=1, IW=1, KH=1, KW=1, SH=1, SW=1, PH=0, PW=0, G=5),
+    dict(IH=6, IW=6, KH=5, KW=5, SH=3, SW=2, PH=2, PW=2, G=1),
+]
+
+
+@pytest.mark.parametrize("params", WINDOWS, ids=lambda p: "-".join(map(str, p.values())))
+def test_window(params, tmp_path):
+    run_suite("bnc_window", "cocotb_window", tmp_path, params)
+
+
+def test_framebuf(tmp_path):
+    run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path, dict(W=13, DEPTH=5))
+
+
+@pytest.mark.parametrize("params", [dict(TW=6, KW=4), dict(TW=13, KW=17)], ids=str)
+def test_threshold(params, tmp_path):
+    run_suite("bnc_threshold", "cocotb_threshold", tmp_path, params)
+
+
+def test_bitpool(tmp_path):
+    run_suite("bnc_bitpool", "cocotb_bitpool", tmp_path, dict(C=11, AND_MASK=0b10110011010))
+
+
+@pytest.mark.parametrize("params", [dict(W=12, WORDS=7), dict(W=64, WORDS=1)], ids=str)
+def test_stream_ends(params, tmp_path):
+    tb = verilator.HW.parent / "tests" / "hw" / "bnc_stream_tb.v"
+    run_suite("bnc_stream_tb", "cocotb_stream", tmp_path, params, [*verilator.hw_sources(), tb])

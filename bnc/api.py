@@ -38,6 +38,8 @@ class CompiledModel:
     lowered: Graph
     target: str
     schedule: str = "auto"
+    fps_target: float | None = None
+    clock_mhz: float | None = None
     _folder: Path | None = field(default=None, repr=False)
 
     @property
@@ -50,12 +52,18 @@ class CompiledModel:
             "bnc_version": 1,
             "name": self.name,
             "target": self.target,
-            "schedule": self.schedule,
+            **self.options(),
             "input_shape": list(self.graph.input.shape),
             "output_shape": list(self.lowered.output.shape),
             "output_scale": [float(v) for v in out.scale],
             "output_bias": [float(v) for v in out.bias],
         }
+
+    def options(self) -> dict[str, Any]:
+        """The target's own options, as its ``emit`` takes them."""
+        if self.target == "fpga":
+            return {"fps_target": self.fps_target, "clock_mhz": self.clock_mhz}
+        return {"schedule": self.schedule}
 
     def save(self, folder: str | Path) -> Path:
         """Write the artifact into ``folder`` atomically (a temporary sibling, then a rename).
@@ -68,8 +76,8 @@ class CompiledModel:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
-            targets.get(self.target).emit(self.lowered, tmp, self.name, schedule=self.schedule)
-            (tmp / "report.md").write_text(render_report(self), encoding="utf-8")
+            view = targets.get(self.target).emit(self.lowered, tmp, self.name, **self.options())
+            (tmp / "report.md").write_text(render_report(self, view), encoding="utf-8")
             text = json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n"
             (tmp / MANIFEST).write_text(text, encoding="utf-8")
             if dest.exists():
@@ -171,14 +179,19 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
     input_shape: tuple[int, ...] | None = None,
     trust: bool = False,
     schedule: str = "auto",
+    fps_target: float | None = None,
+    clock_mhz: float | None = None,
 ) -> CompiledModel:
     """Compile a ``torch.nn.Module`` (with ``example_input``: a tensor or a shape) or a model
     file (path) for ``target``. ``schedule`` picks the C targets' binary-convolution kernel:
-    ``auto`` (per layer, by cost), ``generic`` or ``planar`` (stride-1 layers)."""
+    ``auto`` (per layer, by cost), ``generic`` or ``planar`` (stride-1 layers).
+    ``fps_target`` and ``clock_mhz`` (default 100) fold the fpga target's engines."""
     from bnc import frontend  # torch is heavy; import on use
     from bnc.backends.c.lower import SCHEDULES
 
     targets.get(target)
+    if (fps_target is not None or clock_mhz is not None) and target != "fpga":
+        raise BncError("fps_target and clock_mhz apply to the fpga target only")
     if schedule not in SCHEDULES:
         raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
     if isinstance(model, str | Path):
@@ -193,4 +206,6 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
         analysis.layer_widths(lowered)
     except (LoweringError, analysis.WidthError) as e:
         raise BncError(f"{imported.name}: {e}") from None
-    return CompiledModel(imported.name, imported.graph, lowered, target, schedule)
+    return CompiledModel(
+        imported.name, imported.graph, lowered, target, schedule, fps_target, clock_mhz
+    )

@@ -74,6 +74,8 @@ def cmd_compile(a: argparse.Namespace) -> int:
         input_shape=_input_shape(a.input_shape),
         trust=a.trust,
         schedule=a.schedule,
+        fps_target=a.fps_target,
+        clock_mhz=a.clock_mhz,
     )
     if a.dump_ir:
         from bnc.ir.printer import dump

@@ -97,7 +97,7 @@ def inspect_text(lowered: Graph) -> str:
     return format_table(rows) + summary(rows)
 
 
-def render_report(model: CompiledModel) -> str:
+def render_report(model: CompiledModel, view: object = None) -> str:
     rows = layer_table(model.lowered)
     shape = ",".join(map(str, model.input_shape))
     return (
@@ -108,4 +108,11 @@ def render_report(model: CompiledModel) -> str:
         " kernels cost nothing, one-hot kernels are a shifted read, dense kernels need"
         " AND-popcount. `acc bits` is the proven width of the threshold / output plane.\n\n"
         f"{format_table(rows, markdown=True)}"
+        + (hardware_section(view) if view is not None and hasattr(view, "engines") else "")
     )
+
+
+def hardware_section(view: object) -> str:
+    from bnc.backends.fpga.report import render
+
+    return "\n" + render(view)

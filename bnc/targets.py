@@ -12,11 +12,12 @@ import numpy as np
 
 from bnc.errors import BncError
 
-PLANNED = ("cortex-m4", "cortex-m7", "fpga")
+PLANNED = ("cortex-m4", "cortex-m7")
 DESCRIPTIONS = {
     "c": "C99 for the host; AVX-512BW/AVX2/SSSE3 kernels where the compiler allows",
     "arm64": "C99 + NEON for AArch64 Linux (aarch64-linux-gnu-gcc), runs under qemu-aarch64",
     "armv7": "C99 + NEON for ARMv7-A Linux (arm-linux-gnueabihf-gcc), runs under qemu-arm",
+    "fpga": "a streaming Verilog accelerator (yosys synth_xilinx estimate), runs under Verilator",
 }
 
 
@@ -24,7 +25,7 @@ DESCRIPTIONS = {
 class Target:
     name: str
     description: str
-    emit: Callable[..., None]  # (graph, folder, name, schedule=...) -> None
+    emit: Callable[..., Any]  # (graph, folder, name, **options); may return a view model
     run: Callable[[Path, np.ndarray], tuple[np.ndarray, dict[str, Any]]]
 
 
@@ -37,7 +38,17 @@ def _c_target(name: str) -> Target:
     return Target(name, DESCRIPTIONS[name], partial(emit, target=ct), partial(run, target=ct))
 
 
-_FACTORIES: dict[str, Callable[[], Target]] = {n: partial(_c_target, n) for n in DESCRIPTIONS}
+def _fpga_target() -> Target:
+    from bnc.backends.fpga.emit import emit
+    from bnc.sim.fpga import run
+
+    return Target("fpga", DESCRIPTIONS["fpga"], emit, run)
+
+
+_FACTORIES: dict[str, Callable[[], Target]] = {
+    **{n: partial(_c_target, n) for n in ("c", "arm64", "armv7")},
+    "fpga": _fpga_target,
+}
 
 
 def names() -> list[str]:

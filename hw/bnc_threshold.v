@@ -1,6 +1,7 @@
 // bnc_threshold: the integer test of DESIGN §2.5, a = [t*T + s*S + c >= 0], on signed
 // operands. The backend hands it per-channel coefficients already reduced to the fewest
-// bits that give the interpreter's decision on every reachable (T, S).
+// bits that give the interpreter's decision on every reachable (T, S). ``value`` is the
+// plane itself (VW bits must hold it), which the output layer uses as its accumulator.
 `default_nettype none
 module bnc_threshold #(
     parameter integer TW = 8,   // width of T and S
@@ -12,6 +13,7 @@ module bnc_threshold #(
     input  wire signed [KW-1:0] coef_t,
     input  wire signed [KW-1:0] coef_s,
     input  wire signed [KW-1:0] coef_c,
+    output wire signed [VW-1:0] value,
     output wire                 bit_out
 );
     wire signed [VW-1:0] t = {{(VW-KW){coef_t[KW-1]}}, coef_t};
@@ -20,6 +22,7 @@ module bnc_threshold #(
     wire signed [VW-1:0] x = {{(VW-TW){sum_t[TW-1]}}, sum_t};
     wire signed [VW-1:0] y = {{(VW-TW){sum_s[TW-1]}}, sum_s};
     wire signed [VW-1:0] v = t * x + s * y + c;
+    assign value = v;
     assign bit_out = !v[VW-1];
 endmodule
 `default_nettype wire

@@ -1,0 +1,517 @@
+"""Lowered IR → the FPGA view model: the streaming design, every decision made here.
+
+The design is a chain of engines, one per layer, joined by ping-pong frame buffers
+(``hw/bnc_framebuf.v``): an engine starts a frame when its input bank is full and its output
+bank is free, so all engines work on successive frames at once.
+
+* The input stream (``hw/bnc_instream.v``) writes one pixel per beat: the input quantizer's
+  codes, ``QW``-bit two's complement, channel ``c`` at bits ``[c*QW +: QW]``, or one bit per
+  channel after ``Sign``.
+* A convolution engine reads its input frame one window tap per cycle
+  (``hw/bnc_window.v``): for each output pixel, ``G`` passes over the ``KH*KW`` taps. Each
+  pass computes ``PE`` output channels in ``PE`` lanes (channel ``o = g*PE + p`` in lane ``p``
+  on pass ``g``). Per tap, ``T`` (all-ones kernel) is counted once and shared by the lanes;
+  lane ``p`` adds ``S = 2*popcount(x & b) - popcount(b)`` (bits) or the codes under ``b``
+  (codes). A padded tap adds nothing. The weights are constants: a lane's column for input
+  channel ``c`` is the function ``widx -> b[o(g), c, tap]``; a column that is zero on every
+  pass and tap (the kernels are zero) is not generated at all, a one-hot column is the input
+  bit ANDed with a shared tap decode, an all-ones column is the bare wire. After the last
+  tap the lane's threshold unit tests ``t'*T + s'*S + c' >= 0`` with the narrowed
+  coefficients of ``bnc.ir.narrow`` (exact on every reachable ``(T, S)``).
+* The output engine is the same with one lane; it writes ``t*T + s*S`` (the network's int64
+  accumulator) per channel, and ``hw/bnc_outstream.v`` streams the words out in
+  ``(y, x, channel)`` order.
+* A max-pool engine reads the same windows and ORs / ANDs bits (``hw/bnc_bitpool.v``).
+
+Cycle model (checked against Verilator in the tests): an engine needs
+``OH*OW*G*KH*KW + ENGINE_OVERHEAD`` cycles per frame, the input stream ``H*W + 1``, the
+output stream ``words + STREAM_OVERHEAD``. Frames overlap, so the design takes a new frame
+every ``max`` of those (the initiation interval) and the latency is about their sum.
+
+Folding: with a frame budget ``B = clock / fps``, each convolution engine takes the number of
+passes ``G`` whose estimated LUT count is least among those that fit ``B``. Without an fps
+target, ``B`` is the slowest unfolded stage, so the design runs as fast as its slowest layer
+allows and every other layer folds down to match it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bnc.errors import BncError
+from bnc.ir import ops as O
+from bnc.ir.graph import Graph
+from bnc.ir.narrow import bits, narrow
+from bnc.ir.types import Kind, TensorType
+
+ENGINE_OVERHEAD = 4  # start, read latency, accumulate, threshold / write
+STREAM_OVERHEAD = 3
+IN_OVERHEAD = 1
+ACC_W = 64
+BLOCK_ROWS = 64  # weight columns deeper than this go to a block ROM instead of LUTs
+
+
+class UnsupportedGraph(BncError):
+    """The lowered graph has a shape the FPGA backend cannot express."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One generated input of a lane: input channel ``c``'s bit (or code) under the weights.
+
+    ``kind`` is ``wire`` (b = 1 on every row), ``tap`` (b = 1 on row ``row`` only) or ``rom``
+    (``rom`` is the Verilog literal of the rows, row 0 the least significant bit)."""
+
+    c: int
+    kind: str
+    row: int
+    rom: str
+
+
+@dataclass(frozen=True)
+class Lane:
+    index: int
+    channels: tuple[int, ...]  # per pass; -1 where the pass has no channel for this lane
+    columns: tuple[Column, ...]
+    block_rom: tuple[str, ...]  # block style: per row, {popcount of b, live columns' bits}
+    nb: str  # logic style, bit input: per row, popcount of b (a packed literal)
+    coef: tuple[tuple[int, int, int], ...]  # per pass: (t, s, c)
+    ct: str  # the coefficients as packed literals, pass g at [g*coef_w +: coef_w]
+    cs: str
+    cc: str
+
+    @property
+    def width(self) -> int:
+        return len(self.columns)
+
+
+@dataclass(frozen=True)
+class ConvEngine:
+    index: int
+    name: str
+    kind: str = "conv"
+    c: int = 0
+    h: int = 0
+    w: int = 0
+    o: int = 0
+    oh: int = 0
+    ow: int = 0
+    kh: int = 1
+    kw: int = 1
+    sh: int = 1
+    sw: int = 1
+    ph: int = 0
+    pw: int = 0
+    groups: int = 1
+    pe: int = 1
+    bits_in: bool = True
+    qw: int = 1  # bits per input element (codes: two's complement)
+    sum_w: int = 2  # width of T and S
+    tap_w: int = 2  # width of one tap's T or S contribution
+    coef_w: int = 2
+    output: bool = False
+    block: bool = False  # weight rows in a block ROM (registered read)
+    rows: int = 1
+    lanes: tuple[Lane, ...] = ()
+    one_hot_rows: tuple[int, ...] = ()  # rows some tap column decodes
+    live: int = 0  # generated columns over all lanes
+    dead: int = 0  # columns not generated (zero on every row)
+    luts: int = 0  # the analytic estimate of the lanes (``lane_luts``)
+
+    @property
+    def in_word(self) -> int:
+        return self.c * self.qw
+
+    @property
+    def out_word(self) -> int:
+        return ACC_W if self.output else self.o
+
+    @property
+    def xw(self) -> int:
+        return addr_width(self.rows)
+
+    @property
+    def gw(self) -> int:
+        return addr_width(self.groups)
+
+    @property
+    def in_aw(self) -> int:
+        return addr_width(self.h * self.w)
+
+    @property
+    def out_aw(self) -> int:
+        return addr_width(self.out_depth)
+
+    @property
+    def taps(self) -> int:
+        return self.kh * self.kw
+
+    @property
+    def product_w(self) -> int:
+        return self.coef_w + self.sum_w + 1
+
+    @property
+    def out_depth(self) -> int:
+        return self.oh * self.ow * (self.o if self.output else 1)
+
+    @property
+    def cycles(self) -> int:
+        return conv_cycles(self.oh, self.ow, self.kh * self.kw, self.groups)
+
+
+@dataclass(frozen=True)
+class PoolEngine:
+    index: int
+    name: str
+    kind: str = "pool"
+    c: int = 0
+    h: int = 0
+    w: int = 0
+    oh: int = 0
+    ow: int = 0
+    kh: int = 1
+    kw: int = 1
+    sh: int = 1
+    sw: int = 1
+    ph: int = 0
+    pw: int = 0
+    and_mask: str = "0"
+    groups: int = 1
+    qw: int = 1
+
+    @property
+    def o(self) -> int:
+        return self.c
+
+    @property
+    def in_aw(self) -> int:
+        return addr_width(self.h * self.w)
+
+    @property
+    def out_aw(self) -> int:
+        return addr_width(self.out_depth)
+
+    @property
+    def in_word(self) -> int:
+        return self.c
+
+    @property
+    def out_word(self) -> int:
+        return self.c
+
+    @property
+    def out_depth(self) -> int:
+        return self.oh * self.ow
+
+    @property
+    def cycles(self) -> int:
+        return conv_cycles(self.oh, self.ow, self.kh * self.kw, 1)
+
+
+Engine = ConvEngine | PoolEngine
+
+
+@dataclass(frozen=True)
+class FpgaView:
+    name: str
+    engines: tuple[Engine, ...]
+    in_c: int
+    in_h: int
+    in_w: int
+    in_bits: bool  # Sign input (one bit per channel), else quantizer codes
+    qw: int
+    scale: float
+    qmin: int
+    qmax: int
+    out_c: int
+    out_h: int
+    out_w: int
+    clock_mhz: float
+    fps_target: float | None
+    budget: int  # cycles per frame the folding aimed for
+
+    @property
+    def in_word(self) -> int:
+        return self.in_c * self.qw
+
+    @property
+    def in_words32(self) -> int:
+        return (self.in_word + 31) // 32
+
+    @property
+    def out_words(self) -> int:
+        return self.out_c * self.out_h * self.out_w
+
+    @property
+    def buffers(self) -> tuple[Buffer, ...]:
+        first = Buffer(0, self.in_word, self.in_h * self.in_w)
+        rest = (Buffer(e.index + 1, e.out_word, e.out_depth) for e in self.engines)
+        return (first, *rest)
+
+    def stage_cycles(self) -> list[tuple[str, int]]:
+        """Cycles per frame of every stage: the input stream, each engine, the output."""
+        return [
+            ("input stream", self.in_h * self.in_w + IN_OVERHEAD),
+            *((e.name, e.cycles) for e in self.engines),
+            ("output stream", self.out_words + STREAM_OVERHEAD),
+        ]
+
+    @property
+    def interval(self) -> int:
+        """Cycles between frames in steady state (the slowest stage)."""
+        return max(c for _, c in self.stage_cycles())
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a frame's first input beat to its last output word (an estimate: the
+        stages run one after another on one frame)."""
+        return sum(c for _, c in self.stage_cycles())
+
+    @property
+    def fps(self) -> float:
+        return self.clock_mhz * 1e6 / self.interval
+
+
+def addr_width(depth: int) -> int:
+    """Bits of an address into ``depth`` words (at least 1), as ``hw/`` computes it."""
+    return max(1, (depth - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """The ping-pong frame buffer in front of engine ``index`` (the last one feeds the
+    output stream)."""
+
+    index: int
+    width: int
+    depth: int
+
+    @property
+    def aw(self) -> int:
+        return addr_width(self.depth)
+
+
+def conv_cycles(oh: int, ow: int, taps: int, groups: int) -> int:
+    return oh * ow * taps * groups + ENGINE_OVERHEAD
+
+
+def _code_width(lo: int, hi: int) -> int:
+    return bits(min(lo, 0), max(hi, 0))
+
+
+def _hex(bits_: list[int]) -> str:
+    """A Verilog literal of bits (index 0 least significant)."""
+    return _pack([int(b) for b in bits_], 1)
+
+
+def _pack(values: list[int], width: int) -> str:
+    """A Verilog literal of ``width``-bit two's complement fields, value 0 least significant."""
+    v = 0
+    for i, x in enumerate(values):
+        v |= (x & ((1 << width) - 1)) << (i * width)
+    return f"{max(1, len(values) * width)}'h{v:x}"
+
+
+def _coefficients(
+    op: O.SumConv2d, plane: O.Threshold | O.OutputAffine, t_in: TensorType
+) -> list[tuple[int, int, int]]:
+    """Per channel: the narrowed threshold ``(t', s', c')``, or the output plane ``(t, s, 0)``."""
+    o, c, kh, kw = op.weight.shape
+    if isinstance(plane, O.OutputAffine):
+        return [(int(plane.t[k]), int(plane.s[k]), 0) for k in range(o)]
+    lo, hi = (-1, 1) if t_in.kind is Kind.BIT else (min(t_in.lo, 0), max(t_in.hi, 0))
+    nnz = op.weight.reshape(o, -1).sum(axis=1)
+    return [
+        narrow(int(plane.t[k]), int(plane.s[k]), int(plane.c[k]), c * kh * kw, int(nnz[k]), lo, hi)
+        for k in range(o)
+    ]
+
+
+def _lanes(
+    op: O.SumConv2d,
+    coefs: list[tuple[int, int, int]],
+    groups: int,
+    pe: int,
+    block: bool,
+    bits_in: bool,
+    tap_w: int,
+    coef_w: int,
+) -> tuple[tuple[Lane, ...], int, int]:
+    o, c, kh, kw = op.weight.shape
+    taps = kh * kw
+    rows = groups * taps
+    wt = op.weight.reshape(o, c, taps).astype(np.uint8)
+    lanes, live, dead = [], 0, 0
+    for p in range(pe):
+        chans = tuple(g * pe + p if g * pe + p < o else -1 for g in range(groups))
+        # grid[c, row] = b[o(g), c, tap] for row = g * taps + tap
+        grid = np.zeros((c, rows), dtype=np.uint8)
+        for g, ch in enumerate(chans):
+            if ch >= 0:
+                grid[:, g * taps : (g + 1) * taps] = wt[ch]
+        cols = []
+        for ci in range(c):
+            col = grid[ci]
+            ones = int(col.sum())
+            if ones == 0:
+                dead += 1
+                continue
+            live += 1
+            if block:
+                cols.append(Column(ci, "rom", 0, ""))
+            elif ones == rows:
+                cols.append(Column(ci, "wire", 0, ""))
+            elif ones == 1:
+                cols.append(Column(ci, "tap", int(np.argmax(col)), ""))
+            else:
+                cols.append(Column(ci, "rom", 0, _hex(list(col))))
+        live_c = [col.c for col in cols]
+        nb = [int(grid[:, r].sum()) for r in range(rows)]
+        block_rom: tuple[str, ...] = ()
+        if block:
+            width = len(cols) + (tap_w if bits_in else 0)
+            block_rom = tuple(
+                _pack([*map(int, grid[live_c, r]), *((nb[r] >> k) & 1 for k in range(tap_w))]
+                      if bits_in else list(map(int, grid[live_c, r])), 1)
+                if width else "1'h0"
+                for r in range(rows)
+            )  # fmt: skip
+        coef = tuple(coefs[ch] if ch >= 0 else (0, 0, 0) for ch in chans)
+        ct, cs, cc = (_pack([trip[k] for trip in coef], coef_w) for k in range(3))
+        lanes.append(
+            Lane(p, chans, tuple(cols), block_rom, _pack(nb, tap_w), coef, ct, cs, cc)
+        )
+    return tuple(lanes), live, dead
+
+
+def live_columns(weight: np.ndarray, groups: int, pe: int) -> int:
+    """Generated columns of a fold: lane ``p`` needs input channel ``c`` unless every kernel
+    ``b[o, c]`` of its channels ``o = g*PE + p`` is zero."""
+    o, c = weight.shape[:2]
+    nz = weight.reshape(o, c, -1).any(axis=2)
+    padded = np.zeros((groups * pe, c), dtype=bool)
+    padded[:o] = nz
+    return int(padded.reshape(groups, pe, c).any(axis=0).sum())
+
+
+def lane_luts(columns: int, lanes: int, qw: int, sum_w: int, coef_w: int) -> int:
+    """The analytic LUT estimate of a convolution engine's lanes: one LUT per generated
+    1-bit column (AND + adder-tree input; ``qw`` for a code column), plus per lane its
+    accumulator and threshold (two constant-coefficient products of ``sum_w`` x ``coef_w``)."""
+    return columns * qw + lanes * (2 * sum_w + coef_w * sum_w // 2)
+
+
+def _conv(
+    index: int,
+    op: O.SumConv2d,
+    plane: O.Threshold | O.OutputAffine,
+    t_in: TensorType,
+    budget: int,
+) -> ConvEngine:
+    o, c, kh, kw = op.weight.shape
+    _, h, w = t_in.shape
+    _, oh, ow = op.infer(t_in).shape
+    final = isinstance(plane, O.OutputAffine)
+    bits_in = t_in.kind is Kind.BIT
+    qw = 1 if bits_in else _code_width(t_in.lo, t_in.hi)
+    mag = 1 if bits_in else max(abs(t_in.lo), abs(t_in.hi))
+    taps = kh * kw
+    sum_w = bits(c * taps * mag)
+    tap_w = bits(c * mag) + 1
+    coefs = _coefficients(op, plane, t_in)
+    coef_w = bits(*(v for trip in coefs for v in trip))
+    # Fold candidates: G passes with PE = ceil(O / G) lanes; the output layer has one lane.
+    cands = [o] if final else sorted({math.ceil(o / pe) for pe in range(1, o + 1)})
+    fits = [g for g in cands if conv_cycles(oh, ow, taps, g) <= budget] or [min(cands)]
+    cost = {}
+    for g in fits:
+        pe = math.ceil(o / g)
+        cost[g] = lane_luts(live_columns(op.weight, g, pe), pe, qw, sum_w, coef_w)
+    g = min(fits, key=lambda k: (cost[k], -k))
+    pe = math.ceil(o / g)
+    rows = g * taps
+    block = rows > BLOCK_ROWS
+    lanes, live, dead = _lanes(op, coefs, g, pe, block, bits_in, tap_w, coef_w)
+    one_hot = sorted({col.row for lane in lanes for col in lane.columns if col.kind == "tap"})
+    return ConvEngine(
+        index, op.name, "conv", c, h, w, o, oh, ow, kh, kw, *op.stride, *op.padding,
+        groups=g, pe=pe, bits_in=bits_in, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
+        output=final, block=block, rows=rows, lanes=lanes, one_hot_rows=tuple(one_hot),
+        live=live, dead=dead, luts=cost[g],
+    )  # fmt: skip
+
+
+def _min_cycles(op: O.SumConv2d, plane: O.Op, t_in: TensorType) -> int:
+    o, _, kh, kw = op.weight.shape
+    _, oh, ow = op.infer(t_in).shape
+    return conv_cycles(oh, ow, kh * kw, o if isinstance(plane, O.OutputAffine) else 1)
+
+
+def lower(
+    graph: Graph, name: str, fps_target: float | None = None, clock_mhz: float | None = None
+) -> FpgaView:
+    clock = 100.0 if clock_mhz is None else float(clock_mhz)
+    if not clock > 0 or not math.isfinite(clock):
+        raise BncError(f"--clock-mhz must be a positive number of MHz, not {clock_mhz!r}")
+    if fps_target is not None and (not fps_target > 0 or not math.isfinite(fps_target)):
+        raise BncError(f"--fps-target must be a positive frame rate, not {fps_target!r}")
+    ops, ins = graph.ops, graph.input_types()
+    first = ops[0]
+    c0, h0, w0 = graph.input.shape
+    if isinstance(first, O.QuantizeInput):
+        in_bits, qw = False, _code_width(first.qmin, first.qmax)
+        scale, qmin, qmax = float(first.scale), first.qmin, first.qmax
+    else:
+        in_bits, qw, scale, qmin, qmax = True, 1, 1.0, 0, 1
+    out_op = next(op for op in ops if isinstance(op, O.OutputAffine))
+    out_shape = out_op.infer(ops[ops.index(out_op) - 1].infer(ins[ops.index(out_op) - 1])).shape
+
+    # The frame budget: the fps target, or the slowest stage at its fastest.
+    floor = [h0 * w0 + IN_OVERHEAD, out_shape[0] * out_shape[1] * out_shape[2] + STREAM_OVERHEAD]
+    for i, op in enumerate(ops):
+        if isinstance(op, O.SumConv2d):
+            floor.append(_min_cycles(op, ops[i + 1], ins[i]))
+        elif isinstance(op, O.BitMaxPool2d):
+            _, oh, ow = op.infer(ins[i]).shape
+            floor.append(conv_cycles(oh, ow, op.kernel[0] * op.kernel[1], 1))
+    if fps_target is None:
+        budget = max(floor)
+    else:
+        budget = max(1, int(clock * 1e6 // fps_target))
+
+    engines: list[Engine] = []
+    i = 1
+    while i < len(ops):
+        op, t_in = ops[i], ins[i]
+        if isinstance(op, O.SumConv2d):
+            plane = ops[i + 1]
+            assert isinstance(plane, O.Threshold | O.OutputAffine)
+            engines.append(_conv(len(engines), op, plane, t_in, budget))
+            i += 2
+        elif isinstance(op, O.BitMaxPool2d):
+            c, h, w = t_in.shape
+            _, oh, ow = op.infer(t_in).shape
+            engines.append(
+                PoolEngine(
+                    len(engines), op.name, "pool", c, h, w, oh, ow, *op.kernel, *op.stride,
+                    *op.padding, and_mask=_hex(list(op.and_mask.astype(np.uint8))),
+                )  # fmt: skip
+            )
+            i += 1
+        elif isinstance(op, O.Flatten):
+            if i != len(ops) - 1:
+                raise UnsupportedGraph(
+                    f"layer '{op.name}': a Flatten must end the network or feed a BinaryLinear"
+                )
+            i += 1
+        else:
+            raise UnsupportedGraph(f"layer '{op.name}' ({op.opname}) has no FPGA lowering")
+    if not engines or not isinstance(engines[-1], ConvEngine) or not engines[-1].output:
+        raise UnsupportedGraph("the network must end with its output layer (a binary layer)")
+    return FpgaView(
+        name, tuple(engines), c0, h0, w0, in_bits, qw, scale, qmin, qmax, *out_shape,
+        clock_mhz=clock, fps_target=fps_target, budget=budget,
+    )  # fmt: skip

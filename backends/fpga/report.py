@@ -1,0 +1,40 @@
+"""The FPGA part of ``report.md``: folding, cycles per stage, frame rate, and the resources
+yosys estimates (``bnc report`` runs the synthesis once and caches it in the folder)."""
+
+from __future__ import annotations
+
+from bnc.backends.fpga.lower import ConvEngine, FpgaView
+
+
+def render(view: FpgaView) -> str:
+    lines = [
+        "## Hardware (fpga)",
+        "",
+        f"Clock {view.clock_mhz:g} MHz; "
+        + (
+            f"folded for {view.fps_target:g} frames/s ({view.budget:,} cycles per frame)."
+            if view.fps_target
+            else f"no --fps-target: folded to the slowest stage ({view.budget:,} cycles)."
+        ),
+        f"Cycle model: a new frame every {view.interval:,} cycles"
+        f" ({view.fps:,.0f} frames/s), latency about {view.latency:,} cycles"
+        f" ({view.latency / view.clock_mhz:,.1f} us).",
+        "",
+        "| stage | passes x lanes | weight columns (generated / zero) | weights | cycles per frame"
+        " | LUT estimate (lanes) |",
+        "|---|---|---|---|---|---|",
+    ]
+    stages = dict(view.stage_cycles())
+    lines.append(f"| input stream | - | - | - | {stages['input stream']:,} | - |")
+    for e in view.engines:
+        if isinstance(e, ConvEngine):
+            where = "block ROM" if e.block else "LUT constants"
+            lines.append(
+                f"| {e.name} | {e.groups} x {e.pe} | {e.live:,} / {e.dead:,} | {where}"
+                f" | {e.cycles:,} | {e.luts:,} |"
+            )
+        else:
+            lines.append(f"| {e.name} (max-pool) | 1 x {e.c} | - | - | {e.cycles:,} | - |")
+    lines.append(f"| output stream | - | - | - | {stages['output stream']:,} | - |")
+    lines.append("")
+    return "\n".join(lines) + "\n"

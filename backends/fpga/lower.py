@@ -24,7 +24,7 @@ bank is free, so all engines work on successive frames at once.
 * A max-pool engine reads the same windows and ORs / ANDs bits (``hw/bnc_bitpool.v``).
 
 Cycle model (checked against Verilator in the tests): an engine needs
-``OH*OW*G*KH*KW + ENGINE_OVERHEAD`` cycles per frame, the input stream ``H*W + 1``, the
+``OH*OW*G*KH*KW + ENGINE_OVERHEAD`` cycles per frame, the input stream ``H*W``, the
 output stream ``words + STREAM_OVERHEAD``. Frames overlap, so the design takes a new frame
 every ``max`` of those (the initiation interval) and the latency is about their sum.
 
@@ -49,7 +49,7 @@ from bnc.ir.types import Kind, TensorType
 
 ENGINE_OVERHEAD = 4  # start, read latency, accumulate, threshold / write
 STREAM_OVERHEAD = 3
-IN_OVERHEAD = 1
+IN_OVERHEAD = 0
 ACC_W = 64
 BLOCK_ROWS = 64  # weight columns deeper than this go to a block ROM instead of LUTs
 
@@ -419,8 +419,8 @@ def _conv(
     qw = 1 if bits_in else _code_width(t_in.lo, t_in.hi)
     mag = 1 if bits_in else max(abs(t_in.lo), abs(t_in.hi))
     taps = kh * kw
-    sum_w = bits(c * taps * mag)
-    tap_w = bits(c * mag) + 1
+    tap_w = bits(c * mag) + 1  # one tap's T or S, with room for 2 * popcount
+    sum_w = max(tap_w, bits(c * taps * mag))
     coefs = _coefficients(op, plane, t_in)
     coef_w = bits(*(v for trip in coefs for v in trip))
     # Fold candidates: G passes with PE = ceil(O / G) lanes; the output layer has one lane.

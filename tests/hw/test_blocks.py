@@ -44,6 +44,7 @@ def test_window(params, tmp_path):
 
 def test_framebuf(tmp_path):
     run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path, dict(W=13, DEPTH=5))
+    run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path / "d1", dict(W=3, DEPTH=1))
 
 
 @pytest.mark.parametrize("params", [dict(TW=6, KW=4), dict(TW=13, KW=17)], ids=str)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bnc's demo and tests need, only when something is missing:
 # the host C toolchain, the ARM cross compilers and qemu-user (targets arm64 and armv7),
-# and clang/llvm-mca (the static NEON benchmark).
+# clang/llvm-mca (the static NEON benchmark), and for the fpga target yosys (resource
+# estimates) and iverilog (pyverilog's preprocessor in the tests).
 set -euo pipefail
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
@@ -12,6 +13,8 @@ command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || need+=(gcc-arm-linux-gnuea
 command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v llvm-mca >/dev/null 2>&1 || need+=(llvm)
+command -v yosys >/dev/null 2>&1 || need+=(yosys)
+command -v iverilog >/dev/null 2>&1 || need+=(iverilog)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2

@@ -14,6 +14,7 @@ def run_suite(
     build_dir: Path,
     parameters: dict[str, object] | None = None,
     sources: list[Path] | None = None,
+    test_dir: Path | None = None,
 ) -> None:
     """Build ``top`` with ``parameters`` and run the cocotb test module ``module`` on it.
 
@@ -22,7 +23,7 @@ def run_suite(
     from cocotb_tools.runner import get_runner
 
     runner = get_runner("verilator")
-    here = Path(__file__).resolve().parent
+    here = test_dir or Path(__file__).resolve().parent
     runner.build(
         sources=sources or verilator.hw_sources(),
         hdl_toplevel=top,

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.bnc-installed
 
-.PHONY: demo test test-all lint bench setup clean
+.PHONY: demo test test-all lint bench bench-fpga setup clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,9 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+bench-fpga: $(STAMP)
+	$(PY) bench/fpga.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -110,7 +110,12 @@ def cmd_run(a: argparse.Namespace) -> int:
         _write_atomic(a.stats, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     per = stats.get("seconds_per_sample")
     line = f"{y.shape[0]} samples"
-    if per is not None:
+    if "cycles_per_sample" in stats:
+        line += (
+            f", {stats['cycles_per_sample']:,.0f} cycles per frame"
+            f" ({per * 1e6:.1f} us at {stats['clock_mhz']:g} MHz; simulated by Verilator)"
+        )
+    elif per is not None:
         line += f", {per * 1e6:.1f} us per sample"
         if "emulated" in stats:
             line += f" (emulated by {stats['emulated']}, not the board's speed)"
@@ -145,6 +150,10 @@ def cmd_report(a: argparse.Namespace) -> int:
     if not rep.is_file():
         raise BncError(f"{rep}: missing; recompile with 'bnc compile'")
     print(rep.read_text(encoding="utf-8"), end="")
+    if art.manifest["target"] == "fpga" and not a.no_synth:
+        from bnc.backends.fpga.report import resources_section
+
+        print(resources_section(art.folder), end="")
     return 0
 
 
@@ -197,8 +206,13 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--trust", action="store_true", help="as for compile")
     i.set_defaults(func=cmd_inspect)
 
-    rp = sub.add_parser("report", help="what a compiled folder holds: memory, ops, sparsity")
+    rp = sub.add_parser(
+        "report", help="what a compiled folder holds: memory, ops, sparsity; fpga: cycles, LUTs"
+    )
     rp.add_argument("out")
+    rp.add_argument(
+        "--no-synth", action="store_true", help="fpga: skip the yosys resource estimate"
+    )
     rp.set_defaults(func=cmd_report)
     return p
 

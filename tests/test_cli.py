@@ -193,3 +193,37 @@ def test_bundled_example_accuracy_equals_pytorch(tmp_path: Path, capsys) -> None
     labels = data["labels"]
     assert (y.argmax(1) == labels).mean() == (ref.argmax(1) == labels).mean()
     assert (y.argmax(1) == labels).mean() >= 0.85
+
+
+def test_fpga_compile_run_report(model_file: Path, tmp_path: Path, capsys) -> None:
+    """The fpga flow as a user meets it: compile, run under Verilator (equal to the C
+    target), the stats the issue names, and the report with the yosys estimate."""
+    import json
+
+    out, c_out = tmp_path / "hw", tmp_path / "c"
+    assert main(["compile", str(model_file), "--target", "fpga", "-o", str(out)]) == 0
+    assert main(["compile", str(model_file), "-o", str(c_out)]) == 0
+    shape = tuple(json.loads((out / "bnc.json").read_text())["input_shape"])
+    np.save(tmp_path / "x.npy", random_batch(shape, 7, 1))
+    for folder, y in ((out, "y.npy"), (c_out, "yc.npy")):
+        args = ["run", str(folder), "--input", str(tmp_path / "x.npy"), "--output",
+                str(tmp_path / y), "--stats", str(tmp_path / f"{y}.json")]  # fmt: skip
+        assert main(args) == 0
+    assert "cycles per frame" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), np.load(tmp_path / "yc.npy"))
+    stats = json.loads((tmp_path / "y.npy.json").read_text())
+    assert stats["samples"] == 7 and stats["cycles_per_sample"] > 0
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Cycle model" in text and "frames/s" in text
+    assert "LUTs:" in text and "block RAM" in text and "flip-flops" in text
+
+
+def test_fpga_bad_options(model_file: Path, tmp_path: Path, capsys) -> None:
+    base = ["compile", str(model_file), "--target", "fpga", "-o", str(tmp_path / "o")]
+    one_error_line(capsys, [*base, "--fps-target", "-3"], "--fps-target", "positive")
+    one_error_line(capsys, [*base, "--clock-mhz", "0"], "--clock-mhz", "positive")
+    assert not (tmp_path / "o").exists()
+    one_error_line(
+        capsys, ["compile", str(model_file), "--fps-target", "100"], "fpga only"
+    )

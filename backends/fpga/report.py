@@ -3,7 +3,10 @@ yosys estimates (``bnc report`` runs the synthesis once and caches it in the fol
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bnc.backends.fpga.lower import ConvEngine, FpgaView
+from bnc.backends.fpga.toolchain import synthesize
 
 
 def render(view: FpgaView) -> str:
@@ -38,3 +41,16 @@ def render(view: FpgaView) -> str:
     lines.append(f"| output stream | - | - | - | {stages['output stream']:,} | - |")
     lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def resources_section(folder: Path) -> str:
+    r = synthesize(folder)
+    return (
+        "\n## Resources (yosys synth_xilinx, 7-series)\n\n"
+        f"- LUTs: {r.luts:,} ({r.logic_luts:,} logic + {r.lutram_luts:,} as memory)\n"
+        f"- flip-flops: {r.ffs:,}\n"
+        f"- block RAM: {r.bram36:g} RAMB36 equivalents\n"
+        f"- DSP48E1: {r.dsps:,}\n\n"
+        "yosys estimates differ from Vivado's place-and-route counts (different LUT packing and"
+        " cross-boundary optimisation), typically by 10-30 % either way.\n"
+    )

@@ -1,0 +1,75 @@
+"""yosys: the resource estimate of a generated design (``synth_xilinx``, 7-series cells).
+
+yosys counts cells after its own mapping; Vivado's counts for the same Verilog differ (it
+packs LUTs differently, retimes, and merges logic across the flattened design), typically by
+10-30 % either way. The counts are estimates for comparing designs, not a place-and-route.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bnc.errors import BncError
+
+STAT = "synth_stat.txt"
+# LUTs a LUT-RAM / shift-register cell occupies (7-series slice M).
+LUTRAM = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4,
+          "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "SRL16E": 1,
+          "SRLC32E": 1}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Resources:
+    logic_luts: int
+    lutram_luts: int
+    ffs: int
+    bram36: float  # RAMB36 equivalents (a RAMB18 is half)
+    dsps: int
+    cells: dict[str, int]
+
+    @property
+    def luts(self) -> int:
+        return self.logic_luts + self.lutram_luts
+
+
+def parse_stat(text: str) -> Resources:
+    cells: dict[str, int] = {}
+    for name, count in re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*$", text, re.M):
+        cells[name] = cells.get(name, 0) + int(count)
+    logic = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
+    lutram = sum(LUTRAM[k] * v for k, v in cells.items() if k in LUTRAM)
+    ffs = sum(v for k, v in cells.items() if k in ("FDRE", "FDSE", "FDCE", "FDPE"))
+    bram = cells.get("RAMB36E1", 0) + cells.get("RAMB18E1", 0) / 2
+    return Resources(logic, lutram, ffs, bram, cells.get("DSP48E1", 0), cells)
+
+
+def synthesize(folder: Path, quiet: bool = False) -> Resources:
+    """Run ``synth.ys`` once (cached in ``synth_stat.txt``) and read the counts."""
+    stat = folder / STAT
+    sources = [folder / f for f in (folder / "files.f").read_text().split()]
+    fresh = stat.exists() and all(stat.stat().st_mtime >= s.stat().st_mtime for s in sources)
+    if not fresh:
+        yosys = shutil.which("yosys")
+        if yosys is None:
+            raise BncError("resource estimates need yosys: apt-get install yosys")
+        if not quiet:
+            print(f"bnc: synthesizing {folder} with yosys synth_xilinx (once; this can take"
+                  " minutes for large designs)", file=sys.stderr, flush=True)  # fmt: skip
+        tmp = folder / f".{STAT}.tmp"
+        script = (folder / "synth.ys").read_text().replace(f"tee -o {STAT}", f"tee -o {tmp.name}")
+        proc = subprocess.run(
+            [yosys, "-q", "-p", script], cwd=folder, capture_output=True, text=True
+        )
+        if proc.returncode != 0 or not tmp.exists():
+            tmp.unlink(missing_ok=True)
+            err = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise BncError(f"{folder}: yosys failed: {' | '.join(err)}")
+        tmp.replace(stat)
+    text = stat.read_text()
+    # The top's own block (the flattened design) is the last "=== ... ===" section.
+    return parse_stat(text.split("===")[-1])

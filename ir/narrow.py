@@ -38,7 +38,13 @@ def narrow(t: int, s: int, c: int, n: int, m: int, lo: int, hi: int) -> tuple[in
         return -1, 0, c // -t
     sigma = 1 if s > 0 else -1
     s_abs = abs(s)
+    mag = max(-lo, hi)
+    # int64 when no product can overflow (the widths pass proves it for lowered graphs),
+    # Python integers otherwise.
+    safe = (abs(t) + s_abs) * n * mag + abs(c) < 1 << 62
     big_t = np.arange(n * lo, n * hi + 1, dtype=np.int64)
+    if not safe:
+        big_t = big_t.astype(object)
     # S~ = sigma * S; the box: S in [m*lo, m*hi], T - S in [(n-m)*lo, (n-m)*hi].
     s_lo = np.maximum(m * lo, big_t - (n - m) * hi)
     s_hi = np.minimum(m * hi, big_t - (n - m) * lo)

@@ -30,7 +30,7 @@ from irgen import random_graph, random_input  # noqa: E402
 # (seed, fold): fold 1 is the default (every stage folded to the slowest one); fold k asks
 # for a frame rate k times lower, so engines take more passes with fewer lanes and deep
 # weight columns move to block ROMs.
-CASES = [(0, 1), (1, 1), (2, 1), (3, 4), (4, 1), (5, 16), (6, 1), (7, 8), (9, 1), (11, 3)]
+CASES = [(0, 1), (1, 1), (2, 1), (3, 4), (4, 1), (5, 16), (6, 1), (7, 8), (9, 1), (11, 3), (43, 2)]
 
 
 @pytest.fixture(autouse=True)

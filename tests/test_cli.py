@@ -224,6 +224,4 @@ def test_fpga_bad_options(model_file: Path, tmp_path: Path, capsys) -> None:
     one_error_line(capsys, [*base, "--fps-target", "-3"], "--fps-target", "positive")
     one_error_line(capsys, [*base, "--clock-mhz", "0"], "--clock-mhz", "positive")
     assert not (tmp_path / "o").exists()
-    one_error_line(
-        capsys, ["compile", str(model_file), "--fps-target", "100"], "fpga only"
-    )
+    one_error_line(capsys, ["compile", str(model_file), "--fps-target", "100"], "fpga only")

@@ -381,9 +381,7 @@ def _lanes(
             )  # fmt: skip
         coef = tuple(coefs[ch] if ch >= 0 else (0, 0, 0) for ch in chans)
         ct, cs, cc = (_pack([trip[k] for trip in coef], coef_w) for k in range(3))
-        lanes.append(
-            Lane(p, chans, tuple(cols), block_rom, _pack(nb, tap_w), coef, ct, cs, cc)
-        )
+        lanes.append(Lane(p, chans, tuple(cols), block_rom, _pack(nb, tap_w), coef, ct, cs, cc))
     return tuple(lanes), live, dead
 
 
@@ -496,8 +494,18 @@ def lower(
             _, oh, ow = op.infer(t_in).shape
             engines.append(
                 PoolEngine(
-                    len(engines), op.name, "pool", c, h, w, oh, ow, *op.kernel, *op.stride,
-                    *op.padding, and_mask=_hex(list(op.and_mask.astype(np.uint8))),
+                    len(engines),
+                    op.name,
+                    "pool",
+                    c,
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    *op.kernel,
+                    *op.stride,
+                    *op.padding,
+                    and_mask=_hex(list(op.and_mask.astype(np.uint8))),
                 )  # fmt: skip
             )
             i += 1

@@ -25,9 +25,9 @@ async def pools_windows(dut):
             await FallingEdge(dut.clk)
         dut.en.value = 0
         await FallingEdge(dut.clk)
-        ored = anded = 0
+        ored = 0
         anded = (1 << c) - 1
-        for x, ok in zip(xs, inside):
+        for x, ok in zip(xs, inside, strict=True):
             if ok:
                 ored |= x
                 anded &= x

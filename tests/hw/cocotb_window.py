@@ -15,8 +15,10 @@ def expected(ih, iw, kh, kw, sh, sw, ph, pw, g):
                     for kx in range(kw):
                         iy, ix = oy * sh + ky - ph, ox * sw + kx - pw
                         inside = 0 <= iy < ih and 0 <= ix < iw
-                        out.append((iy * iw + ix if inside else 0, int(inside), int(ky == kx == 0),
-                                    int(ky == kh - 1 and kx == kw - 1), p * kh * kw + ky * kw + kx, p))
+                        last = int(ky == kh - 1 and kx == kw - 1)
+                        row = p * kh * kw + ky * kw + kx
+                        addr = iy * iw + ix if inside else 0
+                        out.append((addr, int(inside), int(ky == kx == 0), last, row, p))
     return out
 
 
@@ -37,13 +39,19 @@ async def walks_one_frame_twice(dut):
         while True:
             await ReadOnly()
             if int(dut.issue.value):
-                got.append(tuple(int(getattr(dut, s).value) for s in
-                                 ("addr", "tap_in", "first", "last", "widx", "grp")))
+                got.append(
+                    tuple(
+                        int(getattr(dut, s).value)
+                        for s in ("addr", "tap_in", "first", "last", "widx", "grp")
+                    )
+                )
                 if int(dut.frame_last.value):
                     assert len(got) == len(want), f"frame_last after {len(got)} reads"
             elif got:
                 break
             await RisingEdge(dut.clk)
-        assert got == want, f"frame {frame}: first difference at read " + str(
-            next(i for i, (a, b) in enumerate(zip(got, want + [None] * len(got))) if a != b))
+        if got != want:
+            pairs = zip(got, want + [None] * len(got), strict=False)
+            first_bad = next(i for i, (a, b) in enumerate(pairs) if a != b)
+            raise AssertionError(f"frame {frame}: first difference at read {first_bad}")
         await RisingEdge(dut.clk)

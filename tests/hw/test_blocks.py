@@ -13,16 +13,30 @@ from tests.hw.cocotb_run import run_suite
 @pytest.mark.parametrize("source", verilator.hw_sources(), ids=lambda p: p.stem)
 def test_lint_clean(source):
     proc = subprocess.run(
-        [verilator.executable(), *verilator.LINT, f"-I{verilator.HW}", str(source),
-         "--top-module", source.stem],
-        capture_output=True, text=True, env=verilator.env(),
+        [
+            verilator.executable(),
+            *verilator.LINT,
+            f"-I{verilator.HW}",
+            str(source),
+            "--top-module",
+            source.stem,
+        ],
+        capture_output=True,
+        text=True,
+        env=verilator.env(),
     )
     assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize(
-    "params", [dict(N=1, W=1, SIGNED=0), dict(N=37, W=1, SIGNED=0), dict(N=5, W=9, SIGNED=1),
-               dict(N=64, W=1, SIGNED=0), dict(N=3, W=4, SIGNED=1)],
+    "params",
+    [
+        dict(N=1, W=1, SIGNED=0),
+        dict(N=37, W=1, SIGNED=0),
+        dict(N=5, W=9, SIGNED=1),
+        dict(N=64, W=1, SIGNED=0),
+        dict(N=3, W=4, SIGNED=1),
+    ],
     ids=lambda p: f"N{p['N']}W{p['W']}S{p['SIGNED']}",
 )
 def test_sum(params, tmp_path):

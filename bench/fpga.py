@@ -33,10 +33,12 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def design(name: str, model, shape, fps: float, out: Path) -> dict[str, object]:
+def design(name: str, model, shape, fps: float, out: Path, reuse: bool) -> dict[str, object]:
     t0 = time.perf_counter()
     compiled = bnc.compile(model, input_shape=shape, target="fpga", fps_target=fps)
-    folder = compiled.save(out / name)
+    folder = out / name
+    if not (reuse and (folder / "bnc.json").is_file()):
+        compiled.save(folder)
     seconds = time.perf_counter() - t0
     say(f"{name}: compiled in {seconds:.1f} s; simulating")
     from bnc.backends.fpga.lower import lower
@@ -72,6 +74,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fps", type=float, default=9150.0)
     p.add_argument("--out", help="keep the designs here (default: a temporary folder)")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --out: keep designs already there (and"
+        " their cached yosys results) instead of recompiling them",
+    )
     a = p.parse_args()
     import torch
 
@@ -80,9 +88,9 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         example = torch.load(ROOT / "examples" / "fashion_bnn.pt", weights_only=False)
         rows = [
-            design("cnv-dense", cnv(0.5), (3, 32, 32), a.fps, out),
-            design("cnv-sparse", cnv(0.95), (3, 32, 32), a.fps, out),
-            design("fashion (bundled)", example, (1, 28, 28), a.fps, out),
+            design("cnv-dense", cnv(0.5), (3, 32, 32), a.fps, out, a.reuse),
+            design("cnv-sparse", cnv(0.95), (3, 32, 32), a.fps, out, a.reuse),
+            design("fashion-bundled", example, (1, 28, 28), a.fps, out, a.reuse),
         ]
     print(f"FPGA designs folded for {a.fps:,.0f} frames/s at 100 MHz (yosys synth_xilinx)\n")
     print("| design | alpha % | compile s | cycles/frame model | measured | frames/s | LUTs"

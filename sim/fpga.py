@@ -4,6 +4,7 @@ the generated top, read the accumulators back. Stats hold the measured cycles pe
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,13 +27,22 @@ def build(folder: Path) -> Path:
     if exe.exists() and all(exe.stat().st_mtime >= s.stat().st_mtime for s in sources):
         return exe
     print(f"bnc: building the Verilator model of {folder} (once)", file=sys.stderr, flush=True)
-    proc = subprocess.run(
-        ["make", "-s", "-C", str(folder), f"VERILATOR={verilator.executable()}"],
-        capture_output=True, text=True, env=verilator.env(),
-    )  # fmt: skip
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise BncError(f"{folder}: Verilator build failed: {' | '.join(tail)}")
+    # GNU make cannot build in a path with spaces: build a copy elsewhere, keep the binary.
+    with tempfile.TemporaryDirectory(prefix="bnc-verilate-") as tmp:
+        spaced = any(c.isspace() for c in str(folder.resolve()))
+        where = Path(tmp) / "art" if spaced else folder
+        if spaced:
+            shutil.copytree(folder, where, ignore=shutil.ignore_patterns("obj"))
+        proc = subprocess.run(
+            ["make", "-s", "-C", str(where), f"VERILATOR={verilator.executable()}"],
+            capture_output=True, text=True, env=verilator.env(),
+        )  # fmt: skip
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise BncError(f"{folder}: Verilator build failed: {' | '.join(tail)}")
+        if spaced:
+            exe.parent.mkdir(exist_ok=True)
+            shutil.copy2(where / spec["simulator"], exe)
     return exe
 
 

@@ -200,7 +200,7 @@ def test_fpga_compile_run_report(model_file: Path, tmp_path: Path, capsys) -> No
     target), the stats the issue names, and the report with the yosys estimate."""
     import json
 
-    out, c_out = tmp_path / "hw", tmp_path / "c"
+    out, c_out = tmp_path / "my design", tmp_path / "c"  # a space: make cannot build there
     assert main(["compile", str(model_file), "--target", "fpga", "-o", str(out)]) == 0
     assert main(["compile", str(model_file), "-o", str(c_out)]) == 0
     shape = tuple(json.loads((out / "bnc.json").read_text())["input_shape"])

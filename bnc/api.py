@@ -41,6 +41,7 @@ class CompiledModel:
     fps_target: float | None = None
     clock_mhz: float | None = None
     _folder: Path | None = field(default=None, repr=False)
+    view: Any = field(default=None, repr=False)  # the target's view model, after save
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -87,6 +88,7 @@ class CompiledModel:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self._folder = dest
+        self.view = view
         return dest
 
     def _ensure_folder(self) -> Path:

@@ -83,6 +83,14 @@ def cmd_compile(a: argparse.Namespace) -> int:
         print(dump(compiled.lowered), end="")
     _say(f"bnc: lowered {len(compiled.lowered.ops)} ops; emitting {a.target} code to {out}/")
     compiled.save(out)
+    view = compiled.view
+    if a.target == "fpga" and view is not None:
+        stage, cycles = max(view.stage_cycles(), key=lambda sc: sc[1])
+        _say(f"bnc: {view.interval:,} cycles per frame, {view.fps:,.0f} frames/s at"
+             f" {view.clock_mhz:g} MHz (slowest stage: {stage})")  # fmt: skip
+        if view.fps_target is not None and view.fps < view.fps_target:
+            _say(f"bnc: warning: --fps-target {view.fps_target:g} is out of reach: {stage}"
+                 f" needs {cycles:,} cycles per frame even unfolded")  # fmt: skip
     _say(f"bnc: done in {time.perf_counter() - t0:.1f} s: {out}/")
     return 0
 

@@ -225,3 +225,12 @@ def test_fpga_bad_options(model_file: Path, tmp_path: Path, capsys) -> None:
     one_error_line(capsys, [*base, "--clock-mhz", "0"], "--clock-mhz", "positive")
     assert not (tmp_path / "o").exists()
     one_error_line(capsys, ["compile", str(model_file), "--fps-target", "100"], "fpga only")
+
+
+def test_fpga_unreachable_frame_rate_warns(model_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o"
+    assert main(["compile", str(model_file), "--target", "fpga", "-o", str(out),
+                 "--fps-target", "1e9"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "out of reach" in err and "cycles per frame" in err
+    assert (out / "files.f").is_file()

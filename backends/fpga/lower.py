@@ -255,7 +255,7 @@ class FpgaView:
         """Cycles per frame of every stage: the input stream, each engine, the output."""
         return [
             ("input stream", self.in_h * self.in_w + IN_OVERHEAD),
-            *((e.name, e.cycles) for e in self.engines),
+            *((f"layer '{e.name}'", e.cycles) for e in self.engines),
             ("output stream", self.out_words + STREAM_OVERHEAD),
         ]
 

@@ -6,7 +6,6 @@ passes."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +85,6 @@ def test_generated_top_cocotb(tmp_path: Path) -> None:
     from tests.hw.cocotb_run import run_suite
 
     sources = [out / f for f in (out / "files.f").read_text().split()]
-    os.environ.update(verilator.env())
     run_suite(f"{view.name}_top", "test_top", tmp_path / "build", sources=sources,
               test_dir=out / "cocotb")  # fmt: skip
 

@@ -20,7 +20,7 @@ def run_suite(
 
     Fails (raises) when any cocotb test fails."""
     os.environ.update(verilator.env())
-    from cocotb_tools.runner import get_runner
+    from cocotb_tools.runner import get_results, get_runner
 
     runner = get_runner("verilator")
     here = test_dir or Path(__file__).resolve().parent
@@ -40,9 +40,8 @@ def run_suite(
         build_dir=build_dir,
         extra_env={"PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
         log_file=build_dir / "test.log",
+        results_xml=str(build_dir / "results.xml"),  # not next to the test module
     )
-    from cocotb_tools.runner import get_results
-
     tests, fails = get_results(results)
     assert tests > 0, f"{module}: no cocotb test ran (see {build_dir / 'test.log'})"
     assert fails == 0, f"{module}: {fails} of {tests} cocotb tests failed (see {build_dir})"

@@ -98,6 +98,7 @@ def inspect_text(lowered: Graph) -> str:
 
 
 def render_report(model: CompiledModel, view: object = None) -> str:
+    """The report; ``view`` is the fpga target's view model (the C targets return none)."""
     rows = layer_table(model.lowered)
     shape = ",".join(map(str, model.input_shape))
     return (
@@ -108,7 +109,7 @@ def render_report(model: CompiledModel, view: object = None) -> str:
         " kernels cost nothing, one-hot kernels are a shifted read, dense kernels need"
         " AND-popcount. `acc bits` is the proven width of the threshold / output plane.\n\n"
         f"{format_table(rows, markdown=True)}"
-        + (hardware_section(view) if view is not None and hasattr(view, "engines") else "")
+        + (hardware_section(view) if view is not None else "")
     )
 
 

@@ -20,8 +20,8 @@ from bnc.ir.types import TensorType, real
 from bnc.sim import verilator
 
 
-def build(folder: Path) -> Path:
-    spec = json.loads((folder / "io.json").read_text(encoding="utf-8"))
+def build(folder: Path, spec: dict[str, Any]) -> Path:
+    """The folder's Verilator batch simulator, built unless it is newer than the sources."""
     exe = folder / spec["simulator"]
     sources = [folder / f for f in (folder / "files.f").read_text().split()]
     if exe.exists() and all(exe.stat().st_mtime >= s.stat().st_mtime for s in sources):
@@ -63,7 +63,7 @@ def run(folder: Path, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     from bnc.backends.fpga.emit import pack_codes, unstream
 
     spec = json.loads((folder / "io.json").read_text(encoding="utf-8"))
-    exe = build(folder)
+    exe = build(folder, spec)
     n = x.shape[0]
     words = pack_codes(input_codes(spec, x), spec)
     with tempfile.TemporaryDirectory(prefix="bnc-fpga-") as tmp:

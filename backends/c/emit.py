@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 
 import jinja2
 
+from bnc import templates
 from bnc.backends.c.lower import lower
 from bnc.backends.c.toolchain import CTarget
 from bnc.ir.graph import Graph
@@ -27,15 +27,7 @@ def _c_ident(text: str) -> str:
 
 
 def environment() -> jinja2.Environment:
-    folder = resources.files("bnc.templates") / "c"
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(folder)),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    env = templates.environment("c")
     env.filters["c_ident"] = _c_ident
     return env
 

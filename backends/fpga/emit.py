@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from importlib import resources
 from pathlib import Path
 
-import jinja2
 import numpy as np
 
+from bnc import templates
 from bnc.backends.fpga.lower import FpgaView, lower
 from bnc.ir import interpreter
 from bnc.ir.graph import Graph
@@ -33,18 +32,6 @@ VECTORS = 4  # frames in the cocotb test's vectors
 def verilog_ident(text: str) -> str:
     ident = re.sub(r"[^A-Za-z0-9_]", "_", text)
     return ident if re.match(r"[A-Za-z]", ident) else f"m_{ident}"
-
-
-def environment() -> jinja2.Environment:
-    folder = resources.files("bnc.templates") / "fpga"
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(folder)),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
 
 
 def io_spec(view: FpgaView) -> dict[str, object]:
@@ -123,7 +110,7 @@ def emit(
     **_: object,
 ) -> FpgaView:
     view = lower(graph, verilog_ident(model_name), fps_target, clock_mhz)
-    env = environment()
+    env = templates.environment("fpga")
     rtl = out_dir / "rtl"
     (rtl / "hw").mkdir(parents=True)
     (out_dir / "cocotb").mkdir()

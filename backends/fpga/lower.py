@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -78,8 +79,7 @@ class Lane:
     columns: tuple[Column, ...]
     block_rom: tuple[str, ...]  # block style: per row, {popcount of b, live columns' bits}
     nb: str  # logic style, bit input: per row, popcount of b (a packed literal)
-    coef: tuple[tuple[int, int, int], ...]  # per pass: (t, s, c)
-    ct: str  # the coefficients as packed literals, pass g at [g*coef_w +: coef_w]
+    ct: str  # per pass (t, s, c) as packed literals, pass g at [g*coef_w +: coef_w]
     cs: str
     cc: str
 
@@ -89,23 +89,50 @@ class Lane:
 
 
 @dataclass(frozen=True)
-class ConvEngine:
+class Window:
+    """What every engine shares: its place, its input and output sizes and the window the
+    sliding-window generator walks (``G`` passes per output pixel)."""
+
     index: int
     name: str
-    kind: str = "conv"
-    c: int = 0
-    h: int = 0
-    w: int = 0
-    o: int = 0
-    oh: int = 0
-    ow: int = 0
-    kh: int = 1
-    kw: int = 1
-    sh: int = 1
-    sw: int = 1
-    ph: int = 0
-    pw: int = 0
-    groups: int = 1
+    c: int
+    h: int
+    w: int
+    oh: int
+    ow: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+
+    @property
+    def groups(self) -> int:
+        return 1
+
+    @property
+    def out_depth(self) -> int:
+        return self.oh * self.ow
+
+    @property
+    def in_aw(self) -> int:
+        return addr_width(self.h * self.w)
+
+    @property
+    def out_aw(self) -> int:
+        return addr_width(self.out_depth)
+
+    @property
+    def cycles(self) -> int:
+        return conv_cycles(self.oh, self.ow, self.kh * self.kw, self.groups)
+
+
+@dataclass(frozen=True)
+class ConvEngine(Window):
+    kind: ClassVar[str] = "conv"
+    o: int = 1
+    passes: int = 1  # G
     pe: int = 1
     bits_in: bool = True
     qw: int = 1  # bits per input element (codes: two's complement)
@@ -122,12 +149,20 @@ class ConvEngine:
     luts: int = 0  # the analytic estimate of the lanes (``lane_luts``)
 
     @property
+    def groups(self) -> int:
+        return self.passes
+
+    @property
     def in_word(self) -> int:
         return self.c * self.qw
 
     @property
     def out_word(self) -> int:
         return ACC_W if self.output else self.o
+
+    @property
+    def out_depth(self) -> int:
+        return self.oh * self.ow * (self.o if self.output else 1)
 
     @property
     def xw(self) -> int:
@@ -138,61 +173,18 @@ class ConvEngine:
         return addr_width(self.groups)
 
     @property
-    def in_aw(self) -> int:
-        return addr_width(self.h * self.w)
-
-    @property
-    def out_aw(self) -> int:
-        return addr_width(self.out_depth)
-
-    @property
-    def taps(self) -> int:
-        return self.kh * self.kw
-
-    @property
     def product_w(self) -> int:
         return self.coef_w + self.sum_w + 1
 
-    @property
-    def out_depth(self) -> int:
-        return self.oh * self.ow * (self.o if self.output else 1)
-
-    @property
-    def cycles(self) -> int:
-        return conv_cycles(self.oh, self.ow, self.kh * self.kw, self.groups)
-
 
 @dataclass(frozen=True)
-class PoolEngine:
-    index: int
-    name: str
-    kind: str = "pool"
-    c: int = 0
-    h: int = 0
-    w: int = 0
-    oh: int = 0
-    ow: int = 0
-    kh: int = 1
-    kw: int = 1
-    sh: int = 1
-    sw: int = 1
-    ph: int = 0
-    pw: int = 0
+class PoolEngine(Window):
+    kind: ClassVar[str] = "pool"
     and_mask: str = "0"
-    groups: int = 1
-    qw: int = 1
 
     @property
     def o(self) -> int:
         return self.c
-
-    @property
-    def in_aw(self) -> int:
-        return addr_width(self.h * self.w)
-
-    @property
-    def out_aw(self) -> int:
-        return addr_width(self.out_depth)
 
     @property
     def in_word(self) -> int:
@@ -201,14 +193,6 @@ class PoolEngine:
     @property
     def out_word(self) -> int:
         return self.c
-
-    @property
-    def out_depth(self) -> int:
-        return self.oh * self.ow
-
-    @property
-    def cycles(self) -> int:
-        return conv_cycles(self.oh, self.ow, self.kh * self.kw, 1)
 
 
 Engine = ConvEngine | PoolEngine
@@ -381,7 +365,7 @@ def _lanes(
             )  # fmt: skip
         coef = tuple(coefs[ch] if ch >= 0 else (0, 0, 0) for ch in chans)
         ct, cs, cc = (_pack([trip[k] for trip in coef], coef_w) for k in range(3))
-        lanes.append(Lane(p, chans, tuple(cols), block_rom, _pack(nb, tap_w), coef, ct, cs, cc))
+        lanes.append(Lane(p, chans, tuple(cols), block_rom, _pack(nb, tap_w), ct, cs, cc))
     return tuple(lanes), live, dead
 
 
@@ -435,8 +419,8 @@ def _conv(
     lanes, live, dead = _lanes(op, coefs, g, pe, block, bits_in, tap_w, coef_w)
     one_hot = sorted({col.row for lane in lanes for col in lane.columns if col.kind == "tap"})
     return ConvEngine(
-        index, op.name, "conv", c, h, w, o, oh, ow, kh, kw, *op.stride, *op.padding,
-        groups=g, pe=pe, bits_in=bits_in, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
+        index, op.name, c, h, w, oh, ow, kh, kw, *op.stride, *op.padding, o=o,
+        passes=g, pe=pe, bits_in=bits_in, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
         output=final, block=block, rows=rows, lanes=lanes, one_hot_rows=tuple(one_hot),
         live=live, dead=dead, luts=cost[g],
     )  # fmt: skip
@@ -496,7 +480,6 @@ def lower(
                 PoolEngine(
                     len(engines),
                     op.name,
-                    "pool",
                     c,
                     h,
                     w,

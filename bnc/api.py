@@ -185,17 +185,20 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
     clock_mhz: float | None = None,
 ) -> CompiledModel:
     """Compile a ``torch.nn.Module`` (with ``example_input``: a tensor or a shape) or a model
-    file (path) for ``target``. ``schedule`` picks the C targets' binary-convolution kernel:
-    ``auto`` (per layer, by cost), ``generic`` or ``planar`` (stride-1 layers).
+    file (path) for ``target``. ``schedule`` picks the binary-convolution kernel: ``auto`` (per
+    layer, by cost); C targets ``generic`` or ``planar`` (stride-1 layers), Cortex-M targets
+    ``dense`` or ``sparse``.
     ``fps_target`` and ``clock_mhz`` (default 100) fold the fpga target's engines."""
     from bnc import frontend  # torch is heavy; import on use
-    from bnc.backends.c.lower import SCHEDULES
 
-    targets.get(target)
+    tgt = targets.get(target)
     if (fps_target is not None or clock_mhz is not None) and target != "fpga":
         raise BncError("fps_target and clock_mhz apply to the fpga target only")
-    if schedule not in SCHEDULES:
-        raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
+    if schedule != "auto" and schedule not in tgt.schedules:
+        which = ", ".join(tgt.schedules) if tgt.schedules else "auto only"
+        raise BncError(
+            f"schedule '{schedule}' does not apply to target '{target}'; it takes: {which}"
+        )
     if isinstance(model, str | Path):
         imported = frontend.load_model(Path(model), input_shape=input_shape, trust=trust)
     else:

@@ -162,6 +162,10 @@ def cmd_report(a: argparse.Namespace) -> int:
         from bnc.backends.fpga.report import resources_section
 
         print(resources_section(art.folder), end="")
+    if art.manifest["target"].startswith("cortex-m"):
+        from bnc.backends.mcu.report import sizes_section
+
+        print(sizes_section(art.folder), end="")
     return 0
 
 
@@ -191,10 +195,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dump-ir", action="store_true", help="print the lowered IR")
     c.add_argument(
         "--schedule",
-        choices=("auto", "generic", "planar"),
+        choices=("auto", "generic", "planar", "dense", "sparse"),
         default="auto",
-        help="C targets: binary-convolution kernel per layer (default auto: the cheaper by"
-        " the cost model; planar needs stride 1)",
+        help="binary-convolution kernel per layer (default auto: the cheaper by the cost"
+        " model); C targets: generic or planar (stride 1); cortex-m: dense or sparse",
     )
     c.add_argument("--fps-target", type=float, help="fpga: frames per second to fold for")
     c.add_argument("--clock-mhz", type=float, help="fpga: clock in MHz (default 100)")
@@ -215,7 +219,9 @@ def parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_inspect)
 
     rp = sub.add_parser(
-        "report", help="what a compiled folder holds: memory, ops, sparsity; fpga: cycles, LUTs"
+        "report",
+        help="what a compiled folder holds: memory, ops, sparsity; fpga: cycles, LUTs;"
+        " cortex-m: flash and SRAM (arm-none-eabi-size)",
     )
     rp.add_argument("out")
     rp.add_argument(

@@ -109,11 +109,27 @@ def render_report(model: CompiledModel, view: object = None) -> str:
         " kernels cost nothing, one-hot kernels are a shifted read, dense kernels need"
         " AND-popcount. `acc bits` is the proven width of the threshold / output plane.\n\n"
         f"{format_table(rows, markdown=True)}"
-        + (hardware_section(view) if view is not None else "")
+        + (target_section(model, view) if view is not None else "")
     )
 
 
-def hardware_section(view: object) -> str:
+def fp32_bytes(graph: Graph) -> int:
+    """Bytes of the model's parameters in fp32: every array of the import-level ops."""
+    import numpy as np
+
+    return 4 * sum(
+        v.size for op in graph.ops for v in vars(op).values() if isinstance(v, np.ndarray)
+    )
+
+
+def target_section(model: CompiledModel, view: object) -> str:
+    """The target's own section: the fpga hardware plan or the microcontroller memory plan."""
+    from bnc.backends.mcu.lower import McuView
+
+    if isinstance(view, McuView):
+        from bnc.backends.mcu.report import render as render_mcu
+
+        return "\n" + render_mcu(view, fp32_bytes(model.graph))
     from bnc.backends.fpga.report import render
 
     return "\n" + render(view)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bnc's demo and tests need, only when something is missing:
 # the host C toolchain, the ARM cross compilers and qemu-user (targets arm64 and armv7),
-# clang/llvm-mca (the static NEON benchmark), and for the fpga target yosys (resource
-# estimates) and iverilog (pyverilog's preprocessor in the tests).
+# clang/llvm-mca (the static NEON benchmark), for the fpga target yosys (resource
+# estimates) and iverilog (pyverilog's preprocessor in the tests), and for the Cortex-M
+# targets arm-none-eabi-gcc with newlib and qemu-system-arm (the mps2 machines).
 set -euo pipefail
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
@@ -15,6 +16,9 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v llvm-mca >/dev/null 2>&1 || need+=(llvm)
 command -v yosys >/dev/null 2>&1 || need+=(yosys)
 command -v iverilog >/dev/null 2>&1 || need+=(iverilog)
+command -v arm-none-eabi-gcc >/dev/null 2>&1 || need+=(gcc-arm-none-eabi)
+[ -f /usr/lib/arm-none-eabi/newlib/thumb/v7e-m+fp/hard/libm.a ] || need+=(libnewlib-arm-none-eabi)
+command -v qemu-system-arm >/dev/null 2>&1 || need+=(qemu-system-arm)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2

@@ -1,0 +1,52 @@
+"""The Cortex-M part of ``report.md`` (constants per layer, the arena plan) and of ``bnc
+report`` (flash and SRAM of the built library and image, from ``arm-none-eabi-size``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bnc.backends.mcu.lower import McuView
+from bnc.backends.mcu.toolchain import MCU_TARGETS, build, size, stack_bound
+
+
+def render(view: McuView, fp32_bytes: int) -> str:
+    a = view.arena
+    ratio = fp32_bytes / view.weight_bytes if view.weight_bytes else 0.0
+    lines = [
+        "## Microcontroller",
+        "",
+        f"Constants in flash: {view.weight_bytes:,} bytes (weights packed to the bit or as"
+        f" sparse entries, thresholds narrowed); the model's fp32 parameters take"
+        f" {fp32_bytes:,} bytes, {ratio:.1f}x more.",
+        f"Activations: one static arena of {a.size:,} bytes, placed by a liveness plan; one"
+        f" buffer per tensor would take {a.per_tensor:,} bytes (saving"
+        f" {a.per_tensor - a.size:,}). The largest layer ({a.peak_layer}) sets the size.",
+        "",
+        "| layer | schedule | constants (bytes) | threshold type |",
+        "|---|---|---|---|",
+    ]
+    for v in view.layers:
+        coef = getattr(v, "coef", None)
+        kind = "-" if coef is None else f"{coef.store} ({coef.math} math)"
+        lines.append(f"| {v.name} | {v.schedule} | {v.weight_bytes:,} | {kind} |")
+    return "\n".join(lines) + "\n"
+
+
+def sizes_section(folder: Path) -> str:
+    """Build the example (if needed) and measure the library object and the whole image."""
+    manifest = json.loads((folder / "bnc.json").read_text(encoding="utf-8"))
+    target = MCU_TARGETS[manifest["target"]]
+    elf = build(folder)
+    lib = size(elf.parent / "model.o")
+    img = size(elf)
+    stack = stack_bound(elf.parent / "model.su")
+    return (
+        f"\n## Memory (arm-none-eabi-size, {target.core}, -O2)\n\n"
+        "| | flash (text + data) | SRAM (data + bss) | stack bound |\n|---|---|---|---|\n"
+        f"| library (model.o) | {lib.flash:,} | {lib.data + lib.bss:,} | {stack:,} |\n"
+        f"| example image (model.elf, with semihosting I/O and start-up) | {img.flash:,}"
+        f" | {img.data + img.bss:,} | + 4,096 reserved |\n\n"
+        "The library's SRAM is the arena plus a few words; its stack bound is bnc_infer's"
+        " frame plus the two largest other frames (-fstack-usage).\n"
+    )

@@ -123,6 +123,11 @@ def cmd_run(a: argparse.Namespace) -> int:
             f", {stats['cycles_per_sample']:,.0f} cycles per frame"
             f" ({per * 1e6:.1f} us at {stats['clock_mhz']:g} MHz; simulated by Verilator)"
         )
+    elif "instructions_per_sample" in stats:
+        line += (
+            f", {stats['instructions_per_sample']:,.0f} instructions per inference"
+            f" (median; counted by {stats['emulated']} -icount)"
+        )
     elif per is not None:
         line += f", {per * 1e6:.1f} us per sample"
         if "emulated" in stats:

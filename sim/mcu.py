@@ -7,7 +7,6 @@ The image talks to the host through semihosting (files ``input.f32``, ``output.i
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 import time
@@ -37,19 +36,23 @@ def qemu_command(elf: Path, target: McuTarget) -> list[str]:
     ]
 
 
-def manifest_layers(folder: Path) -> list[str]:
-    """The layer names model.h lists, in order."""
+def header_facts(folder: Path) -> tuple[int, list[str]]:
+    """The output size and the layer names (in order) that model.h records."""
+    outputs, layers = None, None
     for line in (folder / "model.h").read_text(encoding="utf-8").splitlines():
+        if line.startswith("#define BNC_OUTPUT_SIZE "):
+            outputs = int(line.split()[2])
         if line.startswith("/* Layers, in order: "):
-            return line[len("/* Layers, in order: ") : -len(". */")].split(", ")
-    raise BncError(f"{folder / 'model.h'}: no layer list; recompile with 'bnc compile'")
+            layers = line[len("/* Layers, in order: ") : -len(". */")].split(", ")
+    if outputs is None or layers is None:
+        raise BncError(f"{folder / 'model.h'}: not bnc's; recompile with 'bnc compile'")
+    return outputs, layers
 
 
 def run(folder: Path, x: np.ndarray, target: McuTarget) -> tuple[np.ndarray, dict[str, Any]]:
     """Accumulators (N, outputs) int64 and stats: instructions per sample (median, min, max)."""
     elf = build(folder).resolve()
-    manifest = json.loads((folder / "bnc.json").read_text(encoding="utf-8"))
-    outputs = int(np.prod(manifest["output_shape"]))
+    outputs, layers = header_facts(folder)
     n = x.shape[0]
     with tempfile.TemporaryDirectory(prefix="bnc-qemu-") as tmp:
         work = Path(tmp)
@@ -71,7 +74,6 @@ def run(folder: Path, x: np.ndarray, target: McuTarget) -> tuple[np.ndarray, dic
             raise BncError(f"{elf}: failed under qemu ({said[-1] if said else proc.returncode})")
         acc = np.fromfile(work / "output.i64", dtype="<i8")
         ticks = np.fromfile(work / "ticks.u64", dtype="<u8")
-    layers = manifest_layers(folder)
     if acc.size != n * outputs or ticks.size != n * (1 + len(layers)):
         raise BncError(f"{elf}: qemu wrote {acc.size // max(outputs, 1)} of {n} samples")
     table = ticks.reshape(n, -1).astype(np.float64) * SYSCLK_NS / (1 << ICOUNT_SHIFT)

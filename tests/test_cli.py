@@ -234,3 +234,49 @@ def test_fpga_unreachable_frame_rate_warns(model_file: Path, tmp_path: Path, cap
     err = capsys.readouterr().err
     assert "out of reach" in err and "cycles per frame" in err
     assert (out / "files.f").is_file()
+
+
+@pytest.mark.parametrize("seed", [3, 17, 42])
+def test_cortex_m_equals_c_target(seed: int, tmp_path: Path, capsys) -> None:
+    """Random PyTorch models (not in the repository) booted in qemu-system-arm for both cores
+    give the host C target's outputs bit for bit; the report has the memory table."""
+    import json
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import require_tool
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        require_tool(tool)
+    model, shape = random_model(seed)
+    path = tmp_path / "net.pt"
+    torch.save(model, path)
+    outs = {t: tmp_path / f"{t} out" for t in ("c", "cortex-m4", "cortex-m7")}  # a space
+    given = ",".join(map(str, shape))
+    for target, out in outs.items():
+        argv = ["compile", str(path), "--target", target, "-o", str(out), "--input-shape", given]
+        assert main(argv) == 0
+    np.save(tmp_path / "x.npy", random_batch(shape, 9, seed))
+    for target, out in outs.items():
+        args = ["run", str(out), "--input", str(tmp_path / "x.npy"), "--output",
+                str(tmp_path / f"{target}.npy"), "--stats", str(tmp_path / f"{target}.json")]  # fmt: skip
+        assert main(args) == 0
+    assert "instructions per inference" in capsys.readouterr().out
+    want = np.load(tmp_path / "c.npy")
+    for core in ("cortex-m4", "cortex-m7"):
+        np.testing.assert_array_equal(np.load(tmp_path / f"{core}.npy"), want, err_msg=core)
+        stats = json.loads((tmp_path / f"{core}.json").read_text())
+        assert stats["samples"] == 9 and stats["instructions_per_sample"] > 0
+    assert main(["report", str(outs["cortex-m4"])]) == 0
+    text = capsys.readouterr().out
+    assert "arm-none-eabi-size" in text and "library (model.o)" in text
+    assert "static arena" in text
+
+
+def test_cortex_m_bad_options(model_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o"
+    base = ["compile", str(model_file), "-o", str(out)]
+    one_error_line(capsys, [*base, "--target", "cortex-m4", "--schedule", "planar"],
+                   "schedule 'planar'", "cortex-m4", "dense, sparse")  # fmt: skip
+    one_error_line(capsys, [*base, "--schedule", "sparse"], "schedule 'sparse'", "generic")
+    one_error_line(capsys, [*base, "--target", "cortex-m7", "--fps-target", "10"], "fpga")
+    assert not out.exists()

@@ -114,6 +114,7 @@ class BitConv:
         entry = 2 if self.entry_type == "uint16_t" else 4
         tap = 1 if self.tap_type == "uint8_t" else 2
         n = 4 * len(self.weights) + entry * (len(self.idx) + len(self.hot)) + 4 * len(self.mask)
+        n += (entry + 4) * 2 if self.schedule == "sparse" else 0
         n += 2 * (len(self.start) + len(self.hot_start)) if self.schedule == "sparse" else 0
         return n + 2 * len(self.nnz) + tap * len(self.nnz_tap) + self.coef.bytes
 

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.bnc-installed
 
-.PHONY: demo test test-all lint bench bench-fpga setup clean
+.PHONY: demo test test-all lint bench bench-fpga bench-mcu setup clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,9 @@ bench: $(STAMP)
 
 bench-fpga: $(STAMP)
 	$(PY) bench/fpga.py
+
+bench-mcu: $(STAMP)
+	$(PY) bench/mcu.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

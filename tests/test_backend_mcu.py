@@ -74,6 +74,8 @@ EDGE_CASES = {
     "pad-2-of-3": (12, 7, 4, 8, 3, 2, 2),
     "single-column": (9, 11, 1, 3, 3, 1, 1),
     "many-words": (200, 5, 5, 40, 3, 1, 1),
+    "whole-image-kernel": (3, 5, 5, 10, 5, 0, 1),  # taps packed back to back
+    "odd-c-unpadded-stride": (37, 7, 7, 12, 3, 0, 2),
 }
 
 

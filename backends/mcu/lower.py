@@ -85,7 +85,8 @@ class BitConv:
     pw: int
     nw: int
     onw: int
-    weights: tuple[str, ...]  # dense: [o][ky][kx][nw] words
+    compact: bool  # the window's taps are C bits each, back to back (else a word-aligned NW)
+    weights: tuple[str, ...]  # dense: [o][window words]
     start: tuple[int, ...]  # sparse: AND-count entries of channel o: start[o] .. start[o+1]
     idx: tuple[int, ...]  # sparse: window word of each AND-count entry
     mask: tuple[str, ...]  # sparse: its weight word
@@ -106,7 +107,7 @@ class BitConv:
 
     @property
     def window_words(self) -> int:
-        return self.kh * self.kw * self.nw
+        return words(self.kh * self.kw * self.c) if self.compact else self.kh * self.kw * self.nw
 
     @property
     def weight_bytes(self) -> int:
@@ -253,37 +254,51 @@ def coefficients(op: O.SumConv2d, plane: O.Threshold | O.OutputAffine, lo: int, 
     return Coef(store, math, tuple(t), tuple(s), tuple(cc))
 
 
-def dense_cost(weight: np.ndarray, out_hw: tuple[int, int]) -> float:
-    """Instruction estimate of the dense schedule's channel loop over one layer."""
+def compact(weight: np.ndarray, padding: tuple[int, int]) -> bool:
+    """Pack the window's taps back to back (C bits each) rather than one word-aligned group per
+    tap: smaller whenever C is not a multiple of 32 (a fully connected layer over a flattened
+    image has C = 1 and would otherwise spend a word per bit). Only without padding, where
+    every window is whole."""
+    return weight.shape[1] % 32 != 0 and tuple(padding) == (0, 0)
+
+
+def _packed(weight: np.ndarray, packed_taps: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each output channel's window words (compact or ``[ky][kx][nw]``) and their ones."""
     o, c, kh, kw = weight.shape
-    return out_hw[0] * out_hw[1] * o * (DENSE_CHANNEL + DENSE_WORD * kh * kw * words(c))
-
-
-def _entries(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Window words ``[o][ky][kx][nw]`` of ``b`` and their count of ones."""
-    o = weight.shape[0]
-    packed = np.array(_pack_channels(weight.transpose(0, 2, 3, 1)), dtype=np.uint64).reshape(o, -1)
+    taps = weight.transpose(0, 2, 3, 1)  # (o, ky, kx, c)
+    bits_ = taps.reshape(o, -1) if packed_taps else taps
+    packed = np.array(_pack_channels(bits_), dtype=np.uint64).reshape(o, -1)
     ones = np.array([[bin(int(v)).count("1") for v in row] for row in packed]).reshape(o, -1)
     return packed, ones
 
 
-def sparse_cost(weight: np.ndarray, out_hw: tuple[int, int]) -> float:
-    _, ones = _entries(weight)
+def dense_cost(weight: np.ndarray, out_hw: tuple[int, int], packed_taps: bool) -> float:
+    """Instruction estimate of the dense schedule's channel loop over one layer."""
+    o, c, kh, kw = weight.shape
+    k = words(kh * kw * c) if packed_taps else kh * kw * words(c)
+    return out_hw[0] * out_hw[1] * o * (DENSE_CHANNEL + DENSE_WORD * k)
+
+
+def sparse_cost(weight: np.ndarray, out_hw: tuple[int, int], packed_taps: bool) -> float:
+    _, ones = _packed(weight, packed_taps)
     per = SPARSE_MULTI * np.count_nonzero(ones > 1) + SPARSE_HOT * np.count_nonzero(ones == 1)
     return (float(per) + SPARSE_CHANNEL * weight.shape[0]) * out_hw[0] * out_hw[1]
 
 
-def choose(weight: np.ndarray, out_hw: tuple[int, int], schedule: str) -> str:
+def choose(op: O.SumConv2d, out_hw: tuple[int, int], schedule: str) -> str:
     if schedule != "auto":
         return schedule
-    return "sparse" if sparse_cost(weight, out_hw) < dense_cost(weight, out_hw) else "dense"
+    pt = compact(op.weight, op.padding)
+    cheaper = sparse_cost(op.weight, out_hw, pt) < dense_cost(op.weight, out_hw, pt)
+    return "sparse" if cheaper else "dense"
 
 
 def _bitconv(i, op, plane, t_in, out_hw, schedule, src, dst, win) -> BitConv:
     o, c, kh, kw = op.weight.shape
     _, h, w = t_in.shape
     final = isinstance(plane, O.OutputAffine)
-    packed, ones = _entries(op.weight)
+    packed_taps = compact(op.weight, op.padding)
+    packed, ones = _packed(op.weight, packed_taps)
     k = packed.shape[1]
     weights: tuple[str, ...] = ()
     start, idx, mask, hot_start, hot = [0], [], [], [0], []
@@ -324,6 +339,7 @@ def _bitconv(i, op, plane, t_in, out_hw, schedule, src, dst, win) -> BitConv:
         pw=op.padding[1],
         nw=words(c),
         onw=words(o),
+        compact=packed_taps,
         weights=weights,
         start=tuple(start),
         idx=tuple(idx),
@@ -421,11 +437,12 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
                     raise UnsupportedGraph(f"layer '{plane.name}': the output must come last")
                 out_op = plane
             bits = t_in.kind is Kind.BIT
-            sched = choose(op.weight, (oh, ow), schedule) if bits else "codes"
+            sched = choose(op, (oh, ow), schedule) if bits else "codes"
             steps.append((i, op, plane, t_in, (oh, ow), sched))
             # the window; a padded dense layer also counts b's ones per tap on entry
             taps = o * kh * kw if sched == "dense" and op.padding != (0, 0) else 0
-            scratch.append(4 * (kh * kw * words(c) + taps if bits else c * kh * kw))
+            k = words(kh * kw * c) if compact(op.weight, op.padding) else kh * kw * words(c)
+            scratch.append(4 * (k + taps if bits else c * kh * kw))
             tensors.append(0 if out_op is plane else 4 * words(o) * oh * ow)
             i += 2
         elif isinstance(op, O.BitMaxPool2d):

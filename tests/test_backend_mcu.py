@@ -61,9 +61,10 @@ def test_matches_interpreter(target: McuTarget, schedule: str, tmp_path: Path) -
         assert stats["instructions_per_sample"] <= stats["instructions_max"]
         # the layers' counts add up to the whole inference, up to the hooks' own instructions
         layers = sum(stats["layer_instructions_per_sample"].values())
-        assert abs(layers - stats["instructions_per_sample"]) < 60 * len(
-            stats["layer_instructions_per_sample"]
-        ) + 0.01 * layers
+        assert (
+            abs(layers - stats["instructions_per_sample"])
+            < 60 * len(stats["layer_instructions_per_sample"]) + 0.01 * layers
+        )
 
 
 EDGE_CASES = {

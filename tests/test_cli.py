@@ -257,8 +257,9 @@ def test_cortex_m_equals_c_target(seed: int, tmp_path: Path, capsys) -> None:
         assert main(argv) == 0
     np.save(tmp_path / "x.npy", random_batch(shape, 9, seed))
     for target, out in outs.items():
-        args = ["run", str(out), "--input", str(tmp_path / "x.npy"), "--output",
-                str(tmp_path / f"{target}.npy"), "--stats", str(tmp_path / f"{target}.json")]  # fmt: skip
+        y, stats = tmp_path / f"{target}.npy", tmp_path / f"{target}.json"
+        args = ["run", str(out), "--input", str(tmp_path / "x.npy"), "--output", str(y),
+                "--stats", str(stats)]  # fmt: skip
         assert main(args) == 0
     assert "instructions per inference" in capsys.readouterr().out
     want = np.load(tmp_path / "c.npy")

@@ -91,6 +91,10 @@ def cmd_compile(a: argparse.Namespace) -> int:
         if view.fps_target is not None and view.fps < view.fps_target:
             _say(f"bnc: warning: --fps-target {view.fps_target:g} is out of reach: {stage}"
                  f" needs {cycles:,} cycles per frame even unfolded")  # fmt: skip
+    if a.target.startswith("cortex-m") and view is not None:
+        scheds = ", ".join(f"{v.name}: {v.schedule}" for v in view.layers if hasattr(v, "coef"))
+        _say(f"bnc: {view.weight_bytes:,} bytes of constants (flash), a {view.arena.size:,}-byte"
+             f" arena (SRAM); schedules {scheds}")  # fmt: skip
     _say(f"bnc: done in {time.perf_counter() - t0:.1f} s: {out}/")
     return 0
 
@@ -213,7 +217,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("out", help="a folder made by 'bnc compile'")
     r.add_argument("--input", required=True, help="X.npy, float32 (N, C, H, W)")
     r.add_argument("--output", help="Y.npy to write, float32 (N, classes)")
-    r.add_argument("--stats", help="S.json to write: samples, seconds_per_sample")
+    r.add_argument(
+        "--stats",
+        help="S.json to write: samples, seconds_per_sample (cortex-m: instructions per"
+        " inference and per layer, counted by qemu)",
+    )
     r.add_argument("--labels", help="L.npy of class indices: print the accuracy")
     r.set_defaults(func=cmd_run)
 

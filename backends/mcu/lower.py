@@ -147,7 +147,7 @@ class CodeConv:
     dst: int
     win: int
 
-    schedule = "bits of b"
+    schedule = "codes"  # sums the codes under the set bits of b
 
     @property
     def weight_bytes(self) -> int:

@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 import bnc  # noqa: E402
 import bnc.nn as bn  # noqa: E402
-from bnc.backends.mcu.lower import lower as mcu_lower  # noqa: E402
 from bnc.backends.mcu.toolchain import MCU_TARGETS, build, size  # noqa: E402
 from bnc.report import fp32_bytes  # noqa: E402
 
@@ -66,7 +65,7 @@ def case(name, compiled, target, schedule, x, out: Path) -> dict[str, object]:
     folder = compiled.save(out / f"{name}-{target}-{schedule}")
     build(folder)
     lib = size(folder / "build" / "model.o")
-    view = mcu_lower(compiled.lowered, "m", schedule)
+    view = compiled.view  # the view model save() emitted
     _, stats = compiled.run_acc(x)
     say(f"{name} {target} {schedule}: {stats['instructions_per_sample']:,.0f} instructions")
     return {

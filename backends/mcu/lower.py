@@ -115,8 +115,9 @@ class BitConv:
         entry = 2 if self.entry_type == "uint16_t" else 4
         tap = 1 if self.tap_type == "uint8_t" else 2
         n = 4 * len(self.weights) + entry * (len(self.idx) + len(self.hot)) + 4 * len(self.mask)
-        n += (entry + 4) * 2 if self.schedule == "sparse" else 0
-        n += 2 * (len(self.start) + len(self.hot_start)) if self.schedule == "sparse" else 0
+        if self.idx:  # the AND-count tables (with their two end entries) exist only then
+            n += (entry + 4) * 2 + 2 * len(self.start)
+        n += 2 * len(self.hot_start) if self.schedule == "sparse" else 0
         return n + 2 * len(self.nnz) + tap * len(self.nnz_tap) + self.coef.bytes
 
 
@@ -221,17 +222,13 @@ class McuView:
         return any(isinstance(v, BitConv) for v in self.layers)
 
 
-def _ctype(values: list[int], signed: bool = True) -> str:
+def _ctype(values: list[int]) -> str:
+    """The narrowest of int16_t, int32_t, int64_t that holds every value."""
     lo, hi = min(values, default=0), max(values, default=0)
-    if signed:
-        for t, b in (("int16_t", 15), ("int32_t", 31)):
-            if -(1 << b) <= lo and hi < 1 << b:
-                return t
-        return "int64_t"
-    for t, b in (("uint8_t", 8), ("uint16_t", 16)):
-        if hi < 1 << b:
+    for t, b in (("int16_t", 15), ("int32_t", 31)):
+        if -(1 << b) <= lo and hi < 1 << b:
             return t
-    return "uint32_t"
+    return "int64_t"
 
 
 def coefficients(op: O.SumConv2d, plane: O.Threshold | O.OutputAffine, lo: int, hi: int) -> Coef:

@@ -3,7 +3,8 @@
 # the host C toolchain, the ARM cross compilers and qemu-user (targets arm64 and armv7),
 # clang/llvm-mca (the static NEON benchmark), for the fpga target yosys (resource
 # estimates) and iverilog (pyverilog's preprocessor in the tests), and for the Cortex-M
-# targets arm-none-eabi-gcc with newlib and qemu-system-arm (the mps2 machines).
+# targets arm-none-eabi-gcc with newlib and qemu-system-arm (the mps2 machines), and the
+# FashionMNIST files examples/train_fashion.py trains on (dataset-fashion-mnist).
 set -euo pipefail
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
@@ -19,6 +20,7 @@ command -v iverilog >/dev/null 2>&1 || need+=(iverilog)
 command -v arm-none-eabi-gcc >/dev/null 2>&1 || need+=(gcc-arm-none-eabi)
 [ -f /usr/lib/arm-none-eabi/newlib/thumb/v7e-m+fp/hard/libm.a ] || need+=(libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null 2>&1 || need+=(qemu-system-arm)
+[ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2

@@ -2,7 +2,13 @@
 
 from bnc.nn.layers import BinaryConv2d, BinaryLinear
 from bnc.nn.quant import GDQ, InputQuantizer, Sign, SymmetricQuantizer
-from bnc.nn.sparsity import SparsityRegularizer, beta_share, binary_layers, clamp_latent_
+from bnc.nn.sparsity import (
+    SparsityRegularizer,
+    SparsitySchedule,
+    beta_share,
+    binary_layers,
+    clamp_latent_,
+)
 
 __all__ = [
     "GDQ",
@@ -11,6 +17,7 @@ __all__ = [
     "InputQuantizer",
     "Sign",
     "SparsityRegularizer",
+    "SparsitySchedule",
     "SymmetricQuantizer",
     "beta_share",
     "binary_layers",

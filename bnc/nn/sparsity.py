@@ -79,3 +79,92 @@ class SparsityRegularizer:
             return task_loss
         lam = (self.gamma * task_loss / (h * (1.0 - self.gamma))).detach()
         return task_loss + lam * h
+
+
+class SparsitySchedule:
+    """Holds the share of ``beta`` weights of each counted layer at or under a target that
+    falls from ``start`` to ``target`` (EC) on a cubic schedule (Zhu & Gupta, 2017).
+
+    Call :meth:`step` after every optimizer step. A layer whose share is above the current
+    target has its latent weights moved down by one constant, the value that leaves exactly the
+    allowed number above zero; ``b = 1[w > 0]`` keeps its meaning, the order of the latent
+    weights is unchanged, and a layer under the target is not touched. This is the exact form of
+    what the published regularizer approximates: its straight-through gradient of the share is
+    the same ``1 / N`` for every weight, a uniform push down that shrinks with the size of the
+    network (so it stalls on larger ones) and that Adam rescales per weight.
+
+    The target is ``start`` until ``begin`` (a share of ``total_steps``: the dense network learns
+    its features first), falls as ``target + (start - target) * (1 - t)^3`` until ``end``, and
+    is ``target`` after that, leaving the remaining steps to recover accuracy at the final
+    sparsity. ``per_layer=False`` puts one threshold over all counted layers instead (the
+    paper's global count: large layers may end sparser than small ones). Layers in ``exclude``
+    (often the first layer and the classifier) are not constrained.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target: float,
+        total_steps: int,
+        start: float = 0.5,
+        begin: float = 0.1,
+        end: float = 0.6,
+        exclude: Iterable[nn.Module] = (),
+        per_layer: bool = True,
+        bound: float = 1.5,
+    ) -> None:
+        if not 0.0 <= target <= 1.0:
+            raise ValueError(f"target (EC) must be a share in [0, 1], not {target!r}")
+        if not target <= start <= 1.0:
+            raise ValueError(f"start must be a share in [target, 1], not {start!r}")
+        if not 0.0 <= begin <= end <= 1.0:
+            raise ValueError(
+                f"begin and end must satisfy 0 <= begin <= end <= 1, not {begin!r}, {end!r}"
+            )
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be a positive integer, not {total_steps!r}")
+        skip = {id(m) for m in exclude}
+        self.layers = [m for m in binary_layers(model) if id(m) not in skip]
+        if not self.layers:
+            raise ValueError("the model has no binary layers to constrain")
+        self.target = target
+        self.start = start
+        self.total_steps = total_steps
+        self.begin = begin
+        self.end = end
+        self.per_layer = per_layer
+        self.bound = bound
+        self.steps = 0
+
+    def share_at(self, step: int) -> float:
+        """The allowed share of ``beta`` weights after ``step`` optimizer steps."""
+        t0, t1 = self.begin * self.total_steps, self.end * self.total_steps
+        if step <= t0:
+            return self.start
+        if step >= t1:
+            return self.target
+        t = (step - t0) / (t1 - t0)
+        return self.target + (self.start - self.target) * (1.0 - t) ** 3
+
+    @torch.no_grad()
+    def project(self, share: float) -> None:
+        """Move latent weights so that at most ``share`` of each counted layer is at beta."""
+        groups = [[m] for m in self.layers] if self.per_layer else [self.layers]
+        for group in groups:
+            ws = [m.weight for m in group]
+            n = sum(w.numel() for w in ws)
+            allowed = int(share * n)
+            if sum(int((w > 0).sum()) for w in ws) <= allowed:
+                continue
+            flat = torch.cat([w.detach().flatten() for w in ws])
+            # The (allowed + 1)-th largest latent weight moves to 0, so exactly `allowed` stay > 0.
+            shift = torch.kthvalue(flat, n - allowed).values
+            for w in ws:
+                w.sub_(shift).clamp_(-self.bound, self.bound)
+
+    def step(self) -> float:
+        """Advance one optimizer step and enforce the target; returns the target in force."""
+        self.steps += 1
+        share = self.share_at(self.steps)
+        self.project(share)
+        return share

@@ -3,7 +3,7 @@
     python examples/sparsity_table.py                 # make sparsity-table
     python examples/sparsity_table.py --ec 0.05 0.02  # some rows only
 
-For each EC (share of beta weights in the counted layers) it trains the example network with
+For each EC (the share of binary weights allowed at beta) it trains the example network with
 ``examples/train_fashion.py`` (skipped when ``DIR/ecEC.pt`` exists, unless ``--retrain``),
 compiles it with ``bnc compile`` for the host C target, runs the 10,000 FashionMNIST test
 images through ``bnc run``, and prints a Markdown table with PyTorch's accuracy next to the
@@ -59,7 +59,7 @@ def main() -> None:
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--ec", type=float, nargs="+", default=[0.5, 0.10, 0.05, 0.02])
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--dir", type=Path, default=Path("build") / "sparsity")
     p.add_argument("--retrain", action="store_true", help="train even when the model exists")
     p.add_argument("--teacher-dense", action="store_true",

@@ -98,7 +98,10 @@ class SparsitySchedule:
     is ``target`` after that, leaving the remaining steps to recover accuracy at the final
     sparsity. ``per_layer=False`` puts one threshold over all counted layers instead (the
     paper's global count: large layers may end sparser than small ones). Layers in ``exclude``
-    (often the first layer and the classifier) are not constrained.
+    (often the first layer and the classifier) are not constrained; with ``count_excluded`` their
+    beta weights still count against the target, which the counted layers then meet with
+    ``(target * N_all - beta_excluded) / N_counted``, so the share over all binary weights is at
+    most the target.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class SparsitySchedule:
         end: float = 0.6,
         exclude: Iterable[nn.Module] = (),
         per_layer: bool = True,
+        count_excluded: bool = False,
         bound: float = 1.5,
     ) -> None:
         if not 0.0 <= target <= 1.0:
@@ -127,6 +131,7 @@ class SparsitySchedule:
         self.layers = [m for m in binary_layers(model) if id(m) not in skip]
         if not self.layers:
             raise ValueError("the model has no binary layers to constrain")
+        self.excluded = [m for m in binary_layers(model) if id(m) in skip] if count_excluded else []
         self.target = target
         self.start = start
         self.total_steps = total_steps
@@ -149,6 +154,11 @@ class SparsitySchedule:
     @torch.no_grad()
     def project(self, share: float) -> None:
         """Move latent weights so that at most ``share`` of each counted layer is at beta."""
+        if self.excluded:
+            n_all = sum(m.weight.numel() for m in self.layers + self.excluded)
+            n_counted = sum(m.weight.numel() for m in self.layers)
+            ones = sum(int((m.weight > 0).sum()) for m in self.excluded)
+            share = max(0.0, (share * n_all - ones) / n_counted)
         groups = [[m] for m in self.layers] if self.per_layer else [self.layers]
         for group in groups:
             ws = [m.weight for m in group]

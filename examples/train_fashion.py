@@ -183,6 +183,14 @@ def main(argv: list[str] | None = None) -> None:
         and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     )
 
+    soft = None
+    if teacher is not None:  # the teacher is fixed: its logits for every image (and mirror), once
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            soft = [
+                torch.cat([teacher(v[i : i + 1000]).float() for i in range(0, len(v), 1000)])
+                for v in (xtr_t, xtr_t.flip(3))
+            ]
+
     model = build_model()
     layers = bn.binary_layers(model)
     ends = [layers[0], layers[-1]]
@@ -211,16 +219,18 @@ def main(argv: list[str] | None = None) -> None:
         for i, s in enumerate(range(0, len(perm), a.batch)):
             idx = perm[s : s + a.batch]
             xb, yb = xtr_t[idx], ytr_t[idx]
-            if not a.no_flip:
-                flip = torch.rand(len(idx)) < 0.5
-                xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+            flip = (
+                torch.rand(len(idx)) < 0.5
+                if not a.no_flip
+                else torch.zeros(len(idx), dtype=torch.bool)
+            )
+            xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
             xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = model(xb).float()
                 loss = F.cross_entropy(out, yb)
-                if teacher is not None:
-                    with torch.no_grad():
-                        ref = teacher(xb).float()
+                if soft is not None:
+                    ref = torch.where(flip[:, None], soft[1][idx], soft[0][idx])
                     t = a.kd_temp
                     kd = F.kl_div(F.log_softmax(out / t, 1), F.log_softmax(ref / t, 1),
                                   reduction="batchmean", log_target=True) * t**2  # fmt: skip

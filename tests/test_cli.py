@@ -192,7 +192,7 @@ def test_bundled_example_accuracy_equals_pytorch(tmp_path: Path, capsys) -> None
         ref = model(torch.from_numpy(x)).numpy()
     labels = data["labels"]
     assert (y.argmax(1) == labels).mean() == (ref.argmax(1) == labels).mean()
-    assert (y.argmax(1) == labels).mean() >= 0.85
+    assert (y.argmax(1) == labels).mean() >= 0.905  # the issue-6 target, on the bundled images
 
 
 def test_fpga_compile_run_report(model_file: Path, tmp_path: Path, capsys) -> None:

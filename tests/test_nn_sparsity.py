@@ -152,6 +152,16 @@ def test_train_fashion_writes_a_model_bnc_compiles(tmp_path: Path) -> None:
     assert np.array_equal(got.argmax(1), ref.argmax(1))
     assert np.allclose(got, ref, rtol=1e-4, atol=1e-4)
 
+    # distilled from the first model, at another EC, with the share over all layers counted
+    student = tmp_path / "s.pt"
+    train_fashion.main(
+        ["--ec", "0.02", "--epochs", "1", "--batch", "64", "--end", "0.5", "--data-dir",
+         str(data), "--out", str(student), "--threads", "1", "--teacher", str(out)]
+    )  # fmt: skip
+    info = json.loads(student.with_suffix(".json").read_text())
+    assert info["alpha_share"] >= 0.98
+    assert "--teacher" in info["command"]
+
 
 def test_train_fashion_missing_data_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(

@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--end", type=float, default=0.6, help="share of steps when EC is reached")
     p.add_argument("--global-count", action="store_true",
                    help="one share over all counted layers instead of one per layer")  # fmt: skip
+    p.add_argument("--ends-uncounted", action="store_true",
+                   help="EC bounds the constrained layers only; the free first and last layers'"
+                   " beta weights do not count (the paper's count)")  # fmt: skip
     p.add_argument("--teacher", type=Path, help="distil from this trained model")
     p.add_argument("--kd-weight", type=float, default=0.5)
     p.add_argument("--kd-temp", type=float, default=2.0)
@@ -166,6 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--ec must be a share in (0, 1], not {a.ec}")
     if a.epochs < 1:
         p.error(f"--epochs must be positive, not {a.epochs}")
+    if not 0.0 <= a.begin <= a.end <= 1.0:
+        p.error(f"--begin and --end must satisfy 0 <= begin <= end <= 1, not {a.begin}, {a.end}")
+    if a.teacher is not None and not a.teacher.is_file():
+        p.error(f"--teacher {a.teacher}: no such file (train the dense twin with --ec 0.5 first)")
 
     torch.manual_seed(a.seed)
     if a.threads:
@@ -200,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.ec < 0.5:  # at 0.5 or above the network trains dense: the dense binary twin
         sched_w = bn.SparsitySchedule(
             model, target=a.ec, total_steps=steps, start=0.5, begin=a.begin, end=a.end,
-            exclude=ends, per_layer=not a.global_count, count_excluded=True,
+            exclude=ends, per_layer=not a.global_count, count_excluded=not a.ends_uncounted,
         )  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=steps, pct_start=0.1)

@@ -95,6 +95,22 @@ class _Group:
         return None
 
 
+def _arg(node: torch.fx.Node, name: str, default: Any) -> Any:
+    """Argument ``name`` of an ATen call, found by the op's schema (positions differ between
+    overloads: ``aten.batch_norm`` ends with ``cudnn_enabled``, not ``eps``)."""
+    if name in node.kwargs:
+        return node.kwargs[name]
+    schema = getattr(node.target, "_schema", None)
+    if schema is None:
+        raise BncError(
+            f"operation '{node.name}' ({node.target}) has no schema to read '{name}' from"
+        )
+    for i, arg in enumerate(schema.arguments):
+        if arg.name == name:
+            return node.args[i] if i < len(node.args) else default
+    raise BncError(f"operation '{node.name}' ({node.target}) has no argument '{name}'")
+
+
 def _layer_of(node: torch.fx.Node) -> _Group | None:
     stack = node.meta.get("nn_module_stack") or {}
     entries = list(stack.values())
@@ -139,13 +155,13 @@ def _op(g: _Group, state: Mapping[str, torch.Tensor]) -> O.Op | None:
             return O.BinaryLinear(p, b, alpha, beta, bias)
         conv = g.find("conv2d", "convolution")
         assert conv is not None
-        args = list(conv.args) + [None] * 7
-        if _pair(args[5], 1) != (1, 1) or (args[6] not in (None, 1)):
+        if _pair(_arg(conv, "dilation", 1), 1) != (1, 1) or _arg(conv, "groups", 1) != 1:
             raise BncError(f"layer '{p}' (BinaryConv2d): only dilation 1 and groups 1")
-        return O.BinaryConv2d(p, b, alpha, beta, bias, _pair(args[3], 1), _pair(args[4], 0))
+        stride, padding = _arg(conv, "stride", 1), _arg(conv, "padding", 0)
+        return O.BinaryConv2d(p, b, alpha, beta, bias, _pair(stride, 1), _pair(padding, 0))
     if g.cls.startswith("BatchNorm"):
         node = g.find("batch_norm", "_native_batch_norm_legit_no_training")
-        eps = float(node.args[-1]) if node is not None else 1e-5
+        eps = float(_arg(node, "eps", 1e-5)) if node is not None else 1e-5
         mean, var = _f64(state[f"{p}.running_mean"]), _f64(state[f"{p}.running_var"])
         c = mean.shape[0]
         gamma = _f64(state[f"{p}.weight"]) if f"{p}.weight" in state else np.ones(c)

@@ -97,3 +97,25 @@ def test_state_dict_is_not_a_model(tmp_path: Path) -> None:
     torch.save(model().state_dict(), path)
     with pytest.raises(BncError, match="not a whole module"):
         load_model(path)
+
+
+@pytest.mark.parametrize("eps", [1e-5, 0.5])
+def test_batch_norm_eps_is_read_by_name(eps: float) -> None:
+    """``aten.batch_norm`` ends with ``cudnn_enabled``, not ``eps``: reading the last argument
+    took eps as 0 and moved thresholds by a relative 1e-5 (found on a trained model)."""
+    from bnc.ir import ops as O
+
+    m = model().eval()
+    for sub in m.modules():
+        if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+            sub.eps = eps
+    graph = from_module(m, torch.zeros(1, 3, 10, 10), "m").graph
+    found = [op.eps for op in graph.ops if isinstance(op, O.BatchNorm)]
+    assert found == [eps] * 3
+    x = torch.rand(64, 3, 10, 10) * 2 - 1
+    with torch.no_grad():
+        ref = m(x).numpy()
+    import bnc
+
+    got = bnc.compile(m, torch.zeros(1, 3, 10, 10)).run(x.numpy())
+    assert np.allclose(got, ref, rtol=1e-4, atol=1e-4)

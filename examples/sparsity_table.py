@@ -91,16 +91,19 @@ def main() -> None:
         print(f"sparsity_table: EC {ec:g}: PyTorch {100 * res['torch']:.2f} %, compiled"
               f" {100 * res['compiled']:.2f} % ({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
         model = torch.load(path, weights_only=False)
+        # kernels (3x3 taps of one input channel) of the constrained convolutions
+        layers = bn.binary_layers(model)[1:-1]
         classes = train_fashion.kernel_classes(model)[1:-1]
-        kernels = sum(m.weight.shape[0] * m.weight.shape[1] for m in bn.binary_layers(model)[1:-1])
-        sizes = [m.weight.shape[0] * m.weight.shape[1] for m in bn.binary_layers(model)[1:-1]]
-        zero = sum(c["zero"] * n for c, n in zip(classes, sizes, strict=True)) / kernels
-        one_hot = sum(c["one_hot"] * n for c, n in zip(classes, sizes, strict=True)) / kernels
+        convs = [(c, m.weight.shape[0] * m.weight.shape[1])
+                 for c, m in zip(classes, layers, strict=True) if m.weight.dim() == 4]  # fmt: skip
+        kernels = sum(n for _, n in convs)
+        zero = sum(c["zero"] * n for c, n in convs) / kernels
+        one_hot = sum(c["one_hot"] * n for c, n in convs) / kernels
         rows.append((ec, info, res, zero, one_hot))
 
     lines = [
         "| EC | weights at alpha (all / counted) | PyTorch accuracy | `bnc run` accuracy |"
-        " zero / one-hot kernels | host time per image | training |",
+        " zero / one-hot 3×3 kernels | host time per image | training |",
         "|---|---|---|---|---|---|---|",
     ]
     for ec, info, res, zero, one_hot in rows:

@@ -89,7 +89,8 @@ def main() -> None:
         t0 = time.time()
         res = evaluate(path, x, labels, folder)
         print(f"sparsity_table: EC {ec:g}: PyTorch {100 * res['torch']:.2f} %, compiled"
-              f" {100 * res['compiled']:.2f} % ({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
+              f" {100 * res['compiled']:.2f} %, arg-max agreement {100 * res['agree']:.2f} %"
+              f" ({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
         model = torch.load(path, weights_only=False)
         # kernels (3x3 taps of one input channel) of the constrained convolutions
         layers = bn.binary_layers(model)[1:-1]
@@ -117,7 +118,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     (a.dir / "table.md").write_text(text)
     print(text)
-    if any(res["torch"] != res["compiled"] for _, _, res, _, _ in rows):
+    if any(res["torch"] != res["compiled"] or res["agree"] < 1 for _, _, res, _, _ in rows):
         print("sparsity_table: the compiled accuracy differs from PyTorch's", file=sys.stderr)
         sys.exit(1)
 

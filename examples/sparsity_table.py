@@ -23,17 +23,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 import bnc.nn as bn
+from bnc.ir.analysis import KernelInfo
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import train_fashion  # noqa: E402
 
 
-def evaluate(model_path: Path, x: np.ndarray, labels: np.ndarray, folder: Path) -> dict[str, float]:
-    """PyTorch's and the compiled model's accuracy on ``x``, and bnc run's time per image."""
-    model = torch.load(model_path, weights_only=False).eval()
+def evaluate(
+    model: nn.Module, model_path: Path, x: np.ndarray, labels: np.ndarray, folder: Path
+) -> dict[str, float]:
+    """PyTorch's (``model``) and the compiled model's (from ``model_path``) accuracy on ``x``,
+    and bnc run's time per image."""
     with torch.no_grad():
         ref = torch.cat([model(torch.from_numpy(x[i : i + 1000])) for i in range(0, len(x), 1000)])
     np.save(folder / "x.npy", x)
@@ -87,19 +91,17 @@ def main() -> None:
         folder = a.dir / f"ec{ec:g}"
         folder.mkdir(exist_ok=True)
         t0 = time.time()
-        res = evaluate(path, x, labels, folder)
+        model = torch.load(path, weights_only=False).eval()
+        res = evaluate(model, path, x, labels, folder)
         print(f"sparsity_table: EC {ec:g}: PyTorch {100 * res['torch']:.2f} %, compiled"
               f" {100 * res['compiled']:.2f} %, arg-max agreement {100 * res['agree']:.2f} %"
               f" ({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
-        model = torch.load(path, weights_only=False)
         # kernels (3x3 taps of one input channel) of the constrained convolutions
-        layers = bn.binary_layers(model)[1:-1]
-        classes = train_fashion.kernel_classes(model)[1:-1]
-        convs = [(c, m.weight.shape[0] * m.weight.shape[1])
-                 for c, m in zip(classes, layers, strict=True) if m.weight.dim() == 4]  # fmt: skip
-        kernels = sum(n for _, n in convs)
-        zero = sum(c["zero"] * n for c, n in convs) / kernels
-        one_hot = sum(c["one_hot"] * n for c, n in convs) / kernels
+        convs = [KernelInfo.of((m.weight.detach() > 0).numpy())
+                 for m in bn.binary_layers(model)[1:-1] if m.weight.dim() == 4]  # fmt: skip
+        kernels = sum(k.kernels for k in convs)
+        zero = sum(k.zero for k in convs) / kernels
+        one_hot = sum(k.one_hot for k in convs) / kernels
         rows.append((ec, info, res, zero, one_hot))
 
     lines = [

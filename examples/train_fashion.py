@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import bnc.nn as bn
+from bnc.ir.analysis import KernelInfo
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
 FILES = (
@@ -104,13 +105,13 @@ def kernel_classes(model: nn.Module) -> list[dict[str, float]]:
     """Per binary layer: share of beta weights and of zero / one-hot / other kernels."""
     rows = []
     for m in bn.binary_layers(model):
-        b = (m.weight.detach() > 0).reshape(m.weight.shape[0] * m.weight.shape[1], -1).sum(1)
+        k = KernelInfo.of((m.weight.detach() > 0).numpy())
         rows.append(
             {
-                "beta": float((m.weight > 0).float().mean()),
-                "zero": float((b == 0).float().mean()),
-                "one_hot": float((b == 1).float().mean()),
-                "dense": float((b > 1).float().mean()),
+                "beta": k.beta_share,
+                "zero": k.zero / k.kernels,
+                "one_hot": k.one_hot / k.kernels,
+                "dense": k.dense / k.kernels,
             }
         )
     return rows

@@ -177,14 +177,13 @@ def _op(g: _Group, state: Mapping[str, torch.Tensor]) -> O.Op | None:
 
 
 def _pool(name: str, node: torch.fx.Node) -> O.MaxPool2d:
-    args = list(node.args) + [None] * 6
-    kernel = _pair(args[1], 1)
-    stride = _pair(args[2], 0)
+    kernel = _pair(_arg(node, "kernel_size", None), 1)
+    stride = _pair(_arg(node, "stride", None), 0)
     if stride == (0, 0):
         stride = kernel
-    if _pair(args[4], 1) != (1, 1) or bool(args[5]):
+    if _pair(_arg(node, "dilation", 1), 1) != (1, 1) or bool(_arg(node, "ceil_mode", False)):
         raise BncError(f"layer '{name}' (max_pool2d): dilation and ceil_mode are not supported")
-    return O.MaxPool2d(name, kernel, stride, _pair(args[3], 0))
+    return O.MaxPool2d(name, kernel, stride, _pair(_arg(node, "padding", 0), 0))
 
 
 def _functional(node: torch.fx.Node, where: str) -> O.Op | None:

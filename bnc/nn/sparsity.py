@@ -132,6 +132,8 @@ class SparsitySchedule:
         if not self.layers:
             raise ValueError("the model has no binary layers to constrain")
         self.excluded = [m for m in binary_layers(model) if id(m) in skip] if count_excluded else []
+        self.n_counted = sum(m.weight.numel() for m in self.layers)
+        self.n_all = self.n_counted + sum(m.weight.numel() for m in self.excluded)
         self.target = target
         self.start = start
         self.total_steps = total_steps
@@ -155,10 +157,8 @@ class SparsitySchedule:
     def project(self, share: float) -> None:
         """Move latent weights so that at most ``share`` of each counted layer is at beta."""
         if self.excluded:
-            n_all = sum(m.weight.numel() for m in self.layers + self.excluded)
-            n_counted = sum(m.weight.numel() for m in self.layers)
             ones = sum(int((m.weight > 0).sum()) for m in self.excluded)
-            share = max(0.0, (share * n_all - ones) / n_counted)
+            share = max(0.0, (share * self.n_all - ones) / self.n_counted)
         groups = [[m] for m in self.layers] if self.per_layer else [self.layers]
         for group in groups:
             ws = [m.weight for m in group]

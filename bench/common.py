@@ -40,7 +40,7 @@ def conv_graph(
         "fc", rng.random((1, o * h * h)) < 0.5, np.full(1, -1.0), np.full(1, 1.0), np.zeros(1)
     )
     ops = (O.Sign("in"), conv, bn, O.Sign("act"), O.Flatten("flat"), head)
-    return lower(Graph(real((c, h, h)), ops))
+    return lower(Graph.chain(real((c, h, h)), ops))
 
 
 PROFILE = "-O3 -DBNC_PROFILE"

@@ -2,12 +2,27 @@
 
 ``bnc.compile(model_or_path, example_input, target="c")`` returns a ``CompiledModel`` with
 ``.run(x)``, ``.save(folder)`` and ``.report()`` (DESIGN §3). The training layers are in
-``bnc.nn``.
+``bnc.nn``. The API is imported on first use, so that ``import bnc.ir`` loads neither it nor
+torch.
 """
 
-from bnc.api import CompiledModel
-from bnc.api import compile as compile  # noqa: A004
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from bnc.errors import BncError
+
+if TYPE_CHECKING:
+    from bnc.api import CompiledModel
+    from bnc.api import compile as compile  # noqa: A004
 
 __version__ = "0.1.0"
 __all__ = ["BncError", "CompiledModel", "compile"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("compile", "CompiledModel"):
+        from bnc import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'bnc' has no attribute {name!r}")

@@ -92,7 +92,9 @@ def cmd_compile(a: argparse.Namespace) -> int:
             _say(f"bnc: warning: --fps-target {view.fps_target:g} is out of reach: {stage}"
                  f" needs {cycles:,} cycles per frame even unfolded")  # fmt: skip
     if a.target.startswith("cortex-m") and view is not None:
-        scheds = ", ".join(f"{v.name}: {v.schedule}" for v in view.layers if hasattr(v, "coef"))
+        scheds = ", ".join(
+            f"{v.name}: {v.schedule}" for v in view.layers if v.kind in ("conv", "codes")
+        )
         _say(f"bnc: {view.weight_bytes:,} bytes of constants (flash), a {view.arena.size:,}-byte"
              f" arena (SRAM); schedules {scheds}")  # fmt: skip
     _say(f"bnc: done in {time.perf_counter() - t0:.1f} s: {out}/")

@@ -19,6 +19,7 @@ from bnc.api import CompiledModel, dequantize_flat, output_op
 from bnc.api import compile as bnc_compile
 from bnc.ir import interpreter as interp
 from bnc.ir import ops as O
+from bnc.ir.graph import INPUT
 
 
 @dataclass(frozen=True)
@@ -85,21 +86,24 @@ def torch_stage(module: nn.Module, x: np.ndarray) -> tuple[np.ndarray, dict[str,
 
 
 def _sign_names(compiled: CompiledModel) -> list[str]:
-    """Sign layers after the input (a Sign as the first op binarizes the input itself)."""
-    return [op.name for op in compiled.graph.ops[1:] if isinstance(op, O.Sign)]
+    """Sign layers after the input (a Sign on the input binarizes the input itself)."""
+    g = compiled.graph
+    return [n.op.name for n in g.nodes if isinstance(n.op, O.Sign) and INPUT not in n.args]
 
 
-def _bits_after(compiled: CompiledModel, values: list[Any], sign: str, shape: tuple[int, ...]):
-    """The lowered value holding the bits PyTorch's Sign ``sign`` produced (same shape)."""
-    ops = compiled.lowered.ops
-    for i, op in enumerate(ops):
-        if isinstance(op, O.Threshold) and sign in op.name.split("+"):
-            for j in range(i, len(ops)):
-                v = values[j]
-                if isinstance(v, np.ndarray) and v.shape[1:] == shape:
-                    return v
-                if j > i and not isinstance(ops[j], O.BitMaxPool2d):
-                    break
+def _bits_after(compiled: CompiledModel, values: dict[str, Any], sign: str, shape):
+    """The lowered value holding the bits PyTorch's Sign ``sign`` produced (same shape): the
+    threshold that folded it, or the max-pool moved past it."""
+    g = compiled.lowered
+    for node in g.nodes:
+        if isinstance(node.op, O.Threshold) and sign in node.op.name.split("+"):
+            v = node.out
+            while values[v].shape[1:] != shape:
+                users = g.users[v]
+                if len(users) != 1 or not isinstance(users[0].op, O.BitMaxPool2d):
+                    return None
+                v = users[0].out
+            return values[v]
     return None
 
 
@@ -115,7 +119,7 @@ def climb(
         compiled = bnc_compile(module, torch.from_numpy(x[:1]))
     ref, seen = torch_stage(module, x)
     values = interp.run_all(compiled.lowered, x)
-    acc = values[-1].reshape(x.shape[0], -1)
+    acc = values[compiled.lowered.result].reshape(x.shape[0], -1)
     out_op = output_op(compiled.lowered)
     ours = dequantize_flat(acc, out_op)
 
@@ -139,27 +143,22 @@ def climb(
 
 
 def _first_difference(
-    target: str, compiled: CompiledModel, values: list[Any], got: np.ndarray, ref: np.ndarray
+    target: str, compiled: CompiledModel, values: dict[str, Any], got: np.ndarray, ref: np.ndarray
 ) -> Mismatch:
     n = ref.shape[0]
-    acc = values[-1].reshape(n, -1)
+    g = compiled.lowered
+    acc = values[g.result].reshape(n, -1)
     if got.shape != acc.shape:
         return Mismatch(target, "output", 0, (), {"shape": got.shape, "interpreter": acc.shape})
     sample, flat = (int(v) for v in np.argwhere(got != acc)[0])
-    conv_idx = max(i for i, op in enumerate(compiled.lowered.ops) if isinstance(op, O.SumConv2d))
-    sums: interp.Sums = values[conv_idx]
-    out_shape = compiled.lowered.ops[conv_idx].infer(compiled.lowered.input_types()[conv_idx]).shape
-    ch, y, xx = np.unravel_index(flat, out_shape)
-    return Mismatch(
-        target,
-        output_op(compiled.lowered).name,
-        sample,
-        (int(ch), int(y), int(xx)),
-        {
-            "pytorch": float(ref[sample, flat]),
-            "T": int(sums.t[sample, 0, y, xx]),
-            "S": int(sums.s[sample, ch, y, xx]),
-            "interpreter": int(acc[sample, flat]),
-            target: int(got[sample, flat]),
-        },
-    )
+    out = next(node for node in g.nodes if isinstance(node.op, O.OutputAffine))
+    ch, y, xx = np.unravel_index(flat, g.types[out.out].shape)
+    stages: dict[str, Any] = {"pytorch": float(ref[sample, flat])}
+    for v in out.args:
+        sums: interp.Sums = values[v]
+        tag = "" if len(out.args) == 1 else f"[{g.producer(v).op.name}]"  # type: ignore[union-attr]
+        stages[f"T{tag}"] = int(sums.t[sample, 0, y, xx])
+        stages[f"S{tag}"] = int(sums.s[sample, ch, y, xx])
+    stages["interpreter"] = int(acc[sample, flat])
+    stages[target] = int(got[sample, flat])
+    return Mismatch(target, out.op.name, sample, (int(ch), int(y), int(xx)), stages)

@@ -1,4 +1,5 @@
-"""TorchScript archives of ``nn.Sequential`` models → an equivalent eager module."""
+"""TorchScript archives of ``nn.Sequential`` models (with ``bnc.nn.Residual`` / ``Concat``
+blocks) → an equivalent eager module."""
 
 from __future__ import annotations
 
@@ -20,6 +21,16 @@ def _layer(m: torch.jit.ScriptModule, path: str, where: str) -> nn.Module:
         return nn.Sequential(
             *(_layer(c, f"{path}.{n}".lstrip("."), where) for n, c in m.named_children())
         )
+    if kind == "Residual":
+        return bn.Residual(_layer(m.body, f"{path}.body", where),
+                           _layer(m.shortcut, f"{path}.shortcut", where))  # fmt: skip
+    if kind == "Concat":
+        kids = [_layer(c, f"{path}.branches.{n}", where) for n, c in m.branches.named_children()]
+        return bn.Concat(*kids)
+    if kind == "AdaptiveAvgPool2d":
+        return nn.AdaptiveAvgPool2d(m.output_size)
+    if kind == "AvgPool2d":
+        return nn.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad)
     if kind == "InputQuantizer":
         q = bn.InputQuantizer()
         for k, v in st.items():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bnc.ir import ops as O
-from bnc.ir.graph import Graph
+from bnc.ir.graph import Graph, Node
 from bnc.ir.types import Kind, TensorType
 
 
@@ -67,35 +67,42 @@ class WidthError(ValueError):
     """A plane could overflow int64."""
 
 
-def widths(conv: O.SumConv2d, src: TensorType, plane: O.Threshold | O.OutputAffine) -> WidthInfo:
-    mag = src.magnitude
-    o = conv.weight.shape[0]
-    taps = int(np.prod(conv.weight.shape[1:]))
-    nnz = conv.weight.reshape(o, -1).sum(axis=1)
-    t_max = taps * mag
-    bound = 0
-    for k in range(o):
-        c = int(plane.c[k]) if isinstance(plane, O.Threshold) else 0
-        s_k = int(nnz[k]) * mag
-        bound = max(bound, abs(int(plane.t[k])) * t_max + abs(int(plane.s[k])) * s_k + abs(c))
-    return WidthInfo(t_max=t_max, s_max=int(nnz.max(initial=0)) * mag, plane_max=bound)
+def widths(graph: Graph, plane: Node) -> WidthInfo:
+    """Bounds of one ``Threshold`` / ``OutputAffine`` node over all its (T, S) operands; T and S
+    are those of its widest operand."""
+    op = plane.op
+    assert isinstance(op, O.Threshold | O.OutputAffine)
+    o = op.s.shape[1]
+    bound = np.array([abs(int(v)) for v in op.c] if isinstance(op, O.Threshold) else [0] * o,
+                     dtype=object)  # fmt: skip
+    t_all = s_all = 0
+    for k, v in enumerate(plane.args):
+        conv = graph.producer(v)
+        assert conv is not None and isinstance(conv.op, O.SumConv2d)
+        mag = graph.types[conv.args[0]].magnitude
+        w = conv.op.weight
+        taps = int(np.prod(w.shape[1:]))
+        nnz = w.reshape(w.shape[0], -1).sum(axis=1)
+        t_max = taps * mag
+        t_all, s_all = max(t_all, t_max), max(s_all, int(nnz.max(initial=0)) * mag)
+        for j in range(o):
+            bound[j] += abs(int(op.t[k, j])) * t_max + abs(int(op.s[k, j])) * int(nnz[j]) * mag
+    return WidthInfo(t_max=t_all, s_max=s_all, plane_max=int(bound.max(initial=0)))
 
 
 def layer_widths(graph: Graph) -> dict[str, WidthInfo]:
-    """``WidthInfo`` of every ``SumConv2d`` by layer name; raises ``WidthError`` past int64."""
+    """``WidthInfo`` of every threshold / output plane by its name; raises ``WidthError`` past
+    int64."""
     out: dict[str, WidthInfo] = {}
-    ops, ins = graph.ops, graph.input_types()
-    for i, op in enumerate(ops):
-        if isinstance(op, O.SumConv2d):
-            nxt = ops[i + 1]
-            assert isinstance(nxt, O.Threshold | O.OutputAffine)
-            info = widths(op, ins[i], nxt)
+    for node in graph.nodes:
+        if isinstance(node.op, O.Threshold | O.OutputAffine):
+            info = widths(graph, node)
             if info.plane_bits > 63:
                 raise WidthError(
-                    f"layer '{op.name}': its accumulator needs {info.plane_bits} bits, more than"
-                    " int64 holds"
+                    f"layer '{node.op.name}': its accumulator needs {info.plane_bits} bits, more"
+                    " than int64 holds"
                 )
-            out[op.name] = info
+            out[node.op.name] = info
     return out
 
 
@@ -115,22 +122,26 @@ class LayerInfo:
 
 
 def layer_table(graph: Graph) -> list[LayerInfo]:
+    """One row per layer: a binary layer (``SumConv2d`` with the plane that reads it), a pool,
+    a concat; reshapes and the identity reads of residual shortcuts are not rows."""
     rows: list[LayerInfo] = []
-    ins, outs = graph.input_types(), graph.types()
     plane = layer_widths(graph)
-    for i, op in enumerate(graph.ops):
+    for node in graph.nodes:
+        op = node.op
         if isinstance(op, O.Threshold | O.OutputAffine | O.Flatten):
             continue  # shown with their SumConv2d / as a reshape
-        t_in = ins[i]
-        t_out = outs[i + 1] if isinstance(op, O.SumConv2d) else outs[i]
+        t_in = graph.types[node.args[0]]
+        t_out = graph.types[node.out]
         kernels, macs, wbytes, acc = None, 0, 0, 0
         bits = "-"
         if isinstance(op, O.SumConv2d):
+            reader = graph.users[node.out][0]
+            t_out = graph.types[reader.out]
             kernels = KernelInfo.of(op.weight)
             _, oh, ow = t_out.shape
             macs = int(op.weight.size) * oh * ow
             wbytes = (int(op.weight.size) + 7) // 8
-            acc = plane[op.name].plane_bits
+            acc = plane[reader.op.name].plane_bits
             width = (t_in.hi - t_in.lo).bit_length() if t_in.kind is Kind.INT else 1
             bits = f"{width}x1"
         rows.append(LayerInfo(op.name, op.opname, t_in, t_out, bits, kernels, macs, wbytes, acc))

@@ -6,7 +6,8 @@ widths pass proves the far smaller bound ``|T|, |S| <= taps * max|x|``). Import-
 (``BinaryConv2d``, ``BatchNorm``...) run in float64 and mirror PyTorch up to rounding.
 
 Values by kind: REAL float64, INT int64 codes, BIT uint8 0/1, SUMS ``Sums``, ACC int64; all
-batched as (N, C, H, W).
+batched as (N, C, H, W). The graph is walked in its (topological) node order; a value read by
+several nodes is computed once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bnc.ir import ops as O
-from bnc.ir.graph import Graph
+from bnc.ir.graph import INPUT, Graph, Node
 from bnc.ir.types import Kind, TensorType
 
 _CHUNK_ELEMENTS = 1 << 24
@@ -104,12 +105,23 @@ def _binary_layer(v: np.ndarray, t: TensorType, op: O.BinaryConv2d) -> np.ndarra
     return t.scale * (a * sums.t + d * sums.s) + _chan(op.bias)
 
 
-def _plane(op: O.Threshold | O.OutputAffine, s: Sums) -> np.ndarray:
-    return _chan(op.t.astype(np.int64)) * s.t + _chan(op.s.astype(np.int64)) * s.s
+def _plane(op: O.Threshold | O.OutputAffine, sums: tuple[Sums, ...]) -> np.ndarray:
+    acc = np.zeros_like(sums[0].s)
+    for k, x in enumerate(sums):
+        acc = acc + _chan(op.t[k].astype(np.int64)) * x.t + _chan(op.s[k].astype(np.int64)) * x.s
+    return acc
 
 
-def run_op(op: O.Op, x: Value, t: TensorType) -> Value:
-    """Apply one op to a batched value ``x`` of type ``t``."""
+def _real(x: np.ndarray, t: TensorType) -> np.ndarray:
+    """What an element stands for, as a real number (bits: 2a - 1; codes: scale * q)."""
+    if t.kind is Kind.REAL:
+        return x
+    return t.scale * _values(x, t).astype(np.float64)
+
+
+def run_op(op: O.Op, xs: tuple[Value, ...], ts: tuple[TensorType, ...]) -> Value:
+    """Apply one op to its batched operand values ``xs`` of types ``ts``."""
+    x, t = xs[0], ts[0]
     match op:
         case O.QuantizeInput():
             q = np.divide(x.astype(np.float32), np.float32(op.scale), dtype=np.float32)
@@ -133,47 +145,66 @@ def run_op(op: O.Op, x: Value, t: TensorType) -> Value:
             if isinstance(x, Sums):
                 raise TypeError("Flatten of sums")
             return x.reshape(x.shape[0], -1, 1, 1)
+        case O.Add():
+            return _real(x, t) + _real(xs[1], ts[1])
+        case O.Concat():
+            return np.concatenate(xs, axis=1)
+        case O.GlobalAvgPool():
+            if t.kind is Kind.REAL:
+                return x.mean(axis=(2, 3), keepdims=True)
+            return _values(x, t).sum(axis=(2, 3), keepdims=True)
         case O.SumConv2d():
             return sum_conv(_values(x, t), op.weight, op.stride, op.padding)
         case O.Affine():
-            return _chan(op.t) * x.t + _chan(op.s) * x.s + _chan(op.c)
+            out = _chan(op.c).astype(np.float64)
+            for k, v in enumerate(xs):
+                out = out + _chan(op.t[k]) * v.t + _chan(op.s[k]) * v.s
+            return out
         case O.Threshold():
-            return (_plane(op, x) + _chan(op.c.astype(np.int64)) >= 0).astype(np.uint8)
+            return (_plane(op, xs) + _chan(op.c.astype(np.int64)) >= 0).astype(np.uint8)
         case O.BitMaxPool2d():
             ored = max_pool(x, op.kernel, op.stride, op.padding, 0)
             anded = 1 - max_pool(1 - x, op.kernel, op.stride, op.padding, 0)
             return np.where(_chan(op.and_mask), anded, ored).astype(np.uint8)
         case O.OutputAffine():
-            return _plane(op, x)
+            return _plane(op, xs)
     raise TypeError(f"the interpreter has no rule for {op.opname}")
 
 
-def run(
-    graph: Graph,
-    x: np.ndarray,
-    observe: Callable[[int, O.Op, Value], None] | None = None,
-) -> Value:
-    """Run ``graph`` on a batch ``x`` (N, *input shape) and return the last op's value.
-
-    ``observe(i, op, value)`` is called after every op (the verification ladder uses it).
-    """
+def _prepare(graph: Graph, x: np.ndarray) -> np.ndarray:
     want = graph.input.shape
     if x.ndim == 2 and want[1:] == (1, 1):
         x = x.reshape(x.shape[0], -1, 1, 1)
     if tuple(x.shape[1:]) != want:
         raise ValueError(f"input batch has shape {x.shape}, the graph takes (N, {want})")
-    t = graph.input
-    v: Value = x
-    for i, (op, out_t) in enumerate(zip(graph.ops, graph.types(), strict=True)):
-        v = run_op(op, v, t)
+    return x
+
+
+def run(
+    graph: Graph,
+    x: np.ndarray,
+    observe: Callable[[Node, Value], None] | None = None,
+) -> Value:
+    """Run ``graph`` on a batch ``x`` (N, *input shape) and return its result value.
+
+    ``observe(node, value)`` is called after every node (the verification ladder uses it).
+    A value is dropped once its last reader has run.
+    """
+    values: dict[str, Value] = {INPUT: _prepare(graph, x)}
+    last = {a: i for i, n in enumerate(graph.nodes) for a in n.args}
+    for i, node in enumerate(graph.nodes):
+        v = run_op(node.op, tuple(values[a] for a in node.args), graph.in_types(node))
+        values[node.out] = v
         if observe is not None:
-            observe(i, op, v)
-        t = out_t
-    return v
+            observe(node, v)
+        for a in set(node.args):
+            if last[a] == i and a != graph.result:
+                del values[a]
+    return values[graph.result]
 
 
-def run_all(graph: Graph, x: np.ndarray) -> list[Value]:
-    """Every op's value, in order."""
-    values: list[Value] = []
-    run(graph, x, lambda _i, _op, v: values.append(v))
+def run_all(graph: Graph, x: np.ndarray) -> dict[str, Value]:
+    """Every value by name, the input included."""
+    values: dict[str, Value] = {INPUT: _prepare(graph, x)}
+    run(graph, x, lambda node, v: values.__setitem__(node.out, v))
     return values

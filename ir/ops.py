@@ -1,14 +1,20 @@
 """IR operations: one small frozen class per op, typed fields, shape inference in ``infer``.
 
-Two levels share one graph container (``bnc.ir.graph.Graph``):
+Two levels share one graph container (``bnc.ir.graph.Graph``, a DAG of SSA values):
 
 * import level, as the frontend builds it from the model: ``QuantizeInput``, ``Sign``,
-  ``BinaryConv2d``, ``BinaryLinear``, ``BatchNorm``, ``MaxPool2d``, ``Flatten``; their values
-  are real numbers (float64 in the interpreter), mirroring PyTorch;
+  ``BinaryConv2d``, ``BinaryLinear``, ``BatchNorm``, ``MaxPool2d``, ``Flatten``, ``Add`` (a
+  residual sum of two tensors), ``Concat`` (channels), ``GlobalAvgPool``; their values are
+  real numbers (float64 in the interpreter), mirroring PyTorch, except where a value is
+  exactly a code tensor (bits, and the integer sum a global average pool of bits or codes is);
 * lowered, integer-only (DESIGN §2): ``SumConv2d`` computes the pair (T, S), ``Threshold``
-  tests it against a per-channel integer plane, ``BitMaxPool2d`` ORs / ANDs bits and
+  tests a per-channel integer plane over one or more such pairs (a residual add folded in),
+  ``BitMaxPool2d`` ORs / ANDs bits, ``Concat`` moves bits, ``GlobalAvgPool`` sums codes and
   ``OutputAffine`` forms the network's integer accumulator. ``Affine`` is the real-valued
   bridge the passes create and remove between the two levels.
+
+``infer(*operand_types)`` checks the operands and returns the result type; ``arity`` is the
+number of operands (``None``: one or more).
 
 Array fields are numpy arrays that must not be mutated; ops therefore compare by identity.
 """
@@ -16,6 +22,7 @@ Array fields are numpy arrays that must not be mutated; ops therefore compare by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -52,8 +59,15 @@ def _vector(name: str, what: str, v: np.ndarray, n: int) -> None:
 class Op:
     name: str
 
-    def infer(self, t: TensorType) -> TensorType:
+    arity: ClassVar[int | None] = 1
+
+    def infer(self, *ts: TensorType) -> TensorType:
         raise NotImplementedError
+
+    def check_arity(self, n: int) -> None:
+        if (self.arity is None and n < 1) or (self.arity is not None and n != self.arity):
+            want = "one or more" if self.arity is None else str(self.arity)
+            raise ShapeError(f"layer '{self.name}' ({self.opname}) takes {want} operands, not {n}")
 
     @property
     def opname(self) -> str:
@@ -71,7 +85,8 @@ class QuantizeInput(Op):
     qmin: int
     qmax: int
 
-    def infer(self, t: TensorType) -> TensorType:
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.REAL)
         return TensorType(Kind.INT, t.shape, scale=self.scale, lo=self.qmin, hi=self.qmax)
 
@@ -80,7 +95,8 @@ class QuantizeInput(Op):
 class Sign(Op):
     """``a = 1[x >= 0]`` (``sign(0) = +1``)."""
 
-    def infer(self, t: TensorType) -> TensorType:
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.REAL)
         return TensorType(Kind.BIT, t.shape)
 
@@ -99,7 +115,8 @@ class BinaryConv2d(Op):
     stride: Pair = (1, 1)
     padding: Pair = (0, 0)
 
-    def infer(self, t: TensorType) -> TensorType:
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
         o, c, kh, kw = self.weight.shape
         if t.channels != c:
@@ -122,7 +139,8 @@ class BinaryLinear(Op):
     beta: np.ndarray
     bias: np.ndarray
 
-    def infer(self, t: TensorType) -> TensorType:
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
         o, i = self.weight.shape
         if t.shape != (i, 1, 1):
@@ -145,7 +163,8 @@ class BatchNorm(Op):
     var: np.ndarray
     eps: float
 
-    def infer(self, t: TensorType) -> TensorType:
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.REAL)
         for what, v in (
             ("gamma", self.gamma),
@@ -165,7 +184,8 @@ class MaxPool2d(Op):
     stride: Pair
     padding: Pair = (0, 0)
 
-    def infer(self, t: TensorType) -> TensorType:
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.REAL, Kind.BIT)
         for k, p in zip(self.kernel, self.padding, strict=True):
             if 2 * p > k:
@@ -183,7 +203,8 @@ class MaxPool2d(Op):
 class Flatten(Op):
     """(C, H, W) to (C*H*W, 1, 1) in PyTorch's order (channel slowest)."""
 
-    def infer(self, t: TensorType) -> TensorType:
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
         if t.kind is Kind.SUMS:
             raise ShapeError(f"layer '{self.name}' (Flatten) cannot take {t}")
         return TensorType(t.kind, (t.size, 1, 1), t.scale, t.lo, t.hi)
@@ -204,7 +225,8 @@ class SumConv2d(Op):
     stride: Pair = (1, 1)
     padding: Pair = (0, 0)
 
-    def infer(self, t: TensorType) -> TensorType:
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
         o, c, kh, kw = self.weight.shape
         if t.channels != c:
@@ -214,31 +236,46 @@ class SumConv2d(Op):
         return TensorType(Kind.SUMS, (o, h, w), t.scale, t.lo, t.hi)
 
 
+def _sums_operands(op: Op, ts: tuple[TensorType, ...], t: np.ndarray, s: np.ndarray) -> None:
+    for x in ts:
+        _check_kind(op.name, op.opname, x, Kind.SUMS)
+    if len({x.shape for x in ts}) != 1:
+        shapes = ", ".join(str(x) for x in ts)
+        raise ShapeError(f"layer '{op.name}' ({op.opname}): operands differ in shape: {shapes}")
+    want = (len(ts), ts[0].channels)
+    for what, v in (("t", t), ("s", s)):
+        if v.shape != want:
+            raise ShapeError(f"layer '{op.name}': {what} must have shape {want}, not {v.shape}")
+
+
 @dataclass(frozen=True, eq=False)
 class _Plane(Op):
-    """``t[o]*T + s[o]*S[o] + c[o]`` over the pair a ``SumConv2d`` returns."""
+    """``sum_k (t[k,o]*T_k + s[k,o]*S_k[o]) + c[o]`` over the pairs its ``K`` operands (each a
+    ``SumConv2d``) return; ``t`` and ``s`` are (K, O), ``c`` is (O,)."""
 
     t: np.ndarray
     s: np.ndarray
     c: np.ndarray
 
+    arity = None
     result = Kind.REAL
 
-    def infer(self, t: TensorType) -> TensorType:
-        _check_kind(self.name, self.opname, t, Kind.SUMS)
-        for what, v in (("t", self.t), ("s", self.s), ("c", self.c)):
-            _vector(self.name, what, v, t.channels)
-        return TensorType(self.result, t.shape)
+    def infer(self, *ts: TensorType) -> TensorType:
+        _sums_operands(self, ts, self.t, self.s)
+        _vector(self.name, "c", self.c, ts[0].channels)
+        return TensorType(self.result, ts[0].shape)
 
 
 @dataclass(frozen=True, eq=False)
 class Affine(_Plane):
-    """Real-valued ``y[o] = t[o]*T + s[o]*S[o] + c[o]`` (exists only between passes)."""
+    """Real-valued ``y[o] = sum_k (t[k,o]*T_k + s[k,o]*S_k[o]) + c[o]`` (exists only between
+    passes)."""
 
 
 @dataclass(frozen=True, eq=False)
 class Threshold(_Plane):
-    """``a[o] = 1[t[o]*T + s[o]*S[o] + c[o] >= 0]`` in exact integers (int64 coefficients)."""
+    """``a[o] = 1[sum_k (t[k,o]*T_k + s[k,o]*S_k[o]) + c[o] >= 0]`` in exact integers (int64
+    coefficients)."""
 
     result = Kind.BIT
 
@@ -253,7 +290,8 @@ class BitMaxPool2d(Op):
     padding: Pair = (0, 0)
     and_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
-    def infer(self, t: TensorType) -> TensorType:
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.BIT)
         _vector(self.name, "and_mask", self.and_mask, t.channels)
         return MaxPool2d(self.name, self.kernel, self.stride, self.padding).infer(t)
@@ -261,20 +299,93 @@ class BitMaxPool2d(Op):
 
 @dataclass(frozen=True, eq=False)
 class OutputAffine(Op):
-    """The network output: the integer accumulator ``acc[o] = t[o]*T + s[o]*S[o]`` and its
-    per-channel affine ``y = float32(acc * scale[o] + bias[o])`` (``bnc.ir.interpreter.dequantize``
-    is the one place where that float happens)."""
+    """The network output: the integer accumulator ``acc[o] = sum_k t[k,o]*T_k + s[k,o]*S_k[o]``
+    and its per-channel affine ``y = float32(acc * scale[o] + bias[o])``
+    (``bnc.ir.interpreter.dequantize`` is the one place where that float happens)."""
 
-    t: np.ndarray  # int64
-    s: np.ndarray  # int64
+    t: np.ndarray  # int64 (K, O)
+    s: np.ndarray  # int64 (K, O)
     scale: np.ndarray  # float64, powers of two
     bias: np.ndarray  # float64
 
-    def infer(self, t: TensorType) -> TensorType:
-        _check_kind(self.name, self.opname, t, Kind.SUMS)
-        for what, v in (("t", self.t), ("s", self.s), ("scale", self.scale), ("bias", self.bias)):
-            _vector(self.name, what, v, t.channels)
-        return TensorType(Kind.ACC, t.shape)
+    arity = None
+
+    def infer(self, *ts: TensorType) -> TensorType:
+        _sums_operands(self, ts, self.t, self.s)
+        for what, v in (("scale", self.scale), ("bias", self.bias)):
+            _vector(self.name, what, v, ts[0].channels)
+        return TensorType(Kind.ACC, ts[0].shape)
 
 
-LOWERED_OPS = (QuantizeInput, Sign, SumConv2d, Threshold, BitMaxPool2d, OutputAffine, Flatten)
+# --- graph forms (both levels) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Add(Op):
+    """``a + b`` elementwise, same shape. A bit operand stands for ``2a - 1``, a code for
+    ``scale * q`` (import level only: the passes fold it into the consumer's plane)."""
+
+    arity = 2
+
+    def infer(self, *ts: TensorType) -> TensorType:
+        a, b = ts
+        for t in ts:
+            _check_kind(self.name, self.opname, t, Kind.REAL, Kind.BIT, Kind.INT)
+        if a.shape != b.shape:
+            raise ShapeError(
+                f"layer '{self.name}' (Add): the operands differ in shape, {a} and {b};"
+                " a residual add needs equal shapes (downsample the shortcut to match)"
+            )
+        return TensorType(Kind.REAL, a.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Concat(Op):
+    """Channels of every operand in order (``torch.cat(dim=1)``); same height and width."""
+
+    arity = None
+
+    def infer(self, *ts: TensorType) -> TensorType:
+        kinds = {t.kind for t in ts}
+        for t in ts:
+            _check_kind(self.name, self.opname, t, Kind.REAL, Kind.BIT)
+        if len(kinds) != 1 or len({t.shape[1:] for t in ts}) != 1:
+            shown = ", ".join(str(t) for t in ts)
+            raise ShapeError(
+                f"layer '{self.name}' (Concat): operands must be of one kind and one height and"
+                f" width, not {shown}"
+            )
+        c = sum(t.channels for t in ts)
+        return TensorType(ts[0].kind, (c, *ts[0].shape[1:]))
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalAvgPool(Op):
+    """The mean over the whole map, one value per channel (``AdaptiveAvgPool2d(1)``).
+
+    Of bits or codes it is exact as a code: the integer sum ``q = sum_p x[p]`` (bits as
+    ``2a - 1``) standing for ``q * scale / (H*W)``; the next layer folds the division into its
+    coefficients. Of real values (import level) it is the float mean."""
+
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
+        _check_kind(self.name, self.opname, t, Kind.REAL, Kind.BIT, Kind.INT)
+        c, h, w = t.shape
+        if t.kind is Kind.REAL:
+            return TensorType(Kind.REAL, (c, 1, 1))
+        lo, hi = (-1, 1) if t.kind is Kind.BIT else (t.lo, t.hi)
+        n = h * w
+        return TensorType(Kind.INT, (c, 1, 1), t.scale / n, lo * n, hi * n)
+
+
+LOWERED_OPS = (
+    QuantizeInput,
+    Sign,
+    SumConv2d,
+    Threshold,
+    BitMaxPool2d,
+    OutputAffine,
+    Flatten,
+    Concat,
+    GlobalAvgPool,
+)

@@ -7,7 +7,7 @@ import hashlib
 
 import numpy as np
 
-from bnc.ir.graph import Graph
+from bnc.ir.graph import INPUT, Graph
 
 
 def _value(v: object) -> str:
@@ -22,12 +22,17 @@ def _value(v: object) -> str:
 
 
 def dump(graph: Graph) -> str:
-    lines = [f"input : {graph.input}"]
-    for i, (op, t) in enumerate(zip(graph.ops, graph.types(), strict=True)):
+    """One line per node: ``%3 = Op 'layer'(%1, %2) field=value ... : type``."""
+    g = graph.canonical()
+    lines = [f"{INPUT} : {g.input}"]
+    for node in g.nodes:
+        op = node.op
         fields = [
             f"{f.name}={_value(getattr(op, f.name))}"
             for f in dataclasses.fields(op)
             if f.name != "name"
         ]
-        lines.append(f"%{i} = {op.opname} '{op.name}' {' '.join(fields)} : {t}".rstrip())
+        head = f"{node.out} = {op.opname} '{op.name}'({', '.join(node.args)})"
+        lines.append(f"{head} {' '.join(fields)}".rstrip() + f" : {g.types[node.out]}")
+    lines.append(f"return {g.result}")
     return "\n".join(lines) + "\n"

@@ -55,7 +55,7 @@ def input_codes(spec: dict[str, Any], x: np.ndarray) -> np.ndarray:
     else:
         op = O.Sign("input")
     t: TensorType = real(shape)  # type: ignore[arg-type]
-    return np.asarray(run_op(op, x, t), dtype=np.int64)
+    return np.asarray(run_op(op, (x,), (t,)), dtype=np.int64)
 
 
 def run(folder: Path, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:

@@ -4,11 +4,12 @@ import jinja2
 
 
 def environment(target: str) -> jinja2.Environment:
-    """The jinja2 environment of one target's templates (``templates/<target>/``): strict
-    undefined names, no autoescaping, whitespace control for readable generated code."""
-    folder = resources.files("bnc.templates") / target
+    """The jinja2 environment of one target's templates (``templates/<target>/``, then the
+    shared ``templates/common/``): strict undefined names, no autoescaping, whitespace control
+    for readable generated code."""
+    root = resources.files("bnc.templates")
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(folder)),
+        loader=jinja2.FileSystemLoader([str(root / target), str(root / "common")]),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

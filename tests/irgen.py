@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnc.ir import ops as O
-from bnc.ir.graph import Graph
+from bnc.ir.graph import INPUT, Graph, Node
 from bnc.ir.types import TensorType, real
 
 
@@ -97,7 +97,7 @@ def random_graph(seed: int, max_layers: int = 3) -> Graph:
     )
     if rng.random() < 0.7:
         g.add(batch_norm(rng, "bn_out", classes))
-    return Graph(g.input, tuple(g.ops))
+    return Graph.chain(g.input, g.ops)
 
 
 def random_input(graph: Graph, n: int, seed: int) -> np.ndarray:
@@ -106,3 +106,93 @@ def random_input(graph: Graph, n: int, seed: int) -> np.ndarray:
     x = rng.uniform(-0.2, 1.2, size=(n, *graph.input.shape)).astype(np.float32)
     x[rng.random(x.shape) < 0.05] = 0.0
     return x
+
+
+class _Dag:
+    """Builds a graph node by node; values are named ``%0, %1, ...``."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        self.input = real(shape)
+        self.types: dict[str, TensorType] = {INPUT: self.input}
+        self.nodes: list[Node] = []
+
+    def add(self, op: O.Op, *args: str) -> str:
+        out = f"%{len(self.nodes)}"
+        self.types[out] = op.infer(*(self.types[a] for a in args))
+        self.nodes.append(Node(op, tuple(args), out))
+        return out
+
+    def graph(self, result: str) -> Graph:
+        return Graph(self.input, tuple(self.nodes), result)
+
+
+def _conv(rng: np.random.Generator, name: str, c: int, o: int, k: int, stride: int, pad: int,
+          share: float) -> O.BinaryConv2d:  # fmt: skip
+    alpha, beta = levels(rng, o)
+    bias = rng.normal(size=o) if rng.random() < 0.3 else np.zeros(o)
+    w = weights(rng, (o, c, k, k), share)
+    return O.BinaryConv2d(name, w, alpha, beta, bias, (stride, stride), (pad, pad))
+
+
+def random_dag(seed: int, blocks: int | None = None) -> Graph:
+    """A random graph of the forms DESIGN §2.8 names: a stem, then blocks drawn from chain
+    layers, identity residual blocks (bit shortcut), strided two-branch blocks, concat with
+    fan-out (a tensor read by a layer and by the cat), max-pools; a global-average-pool or
+    flatten head. Sparsity 0-99 %, gamma of any sign and zero."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 4)), int(rng.integers(4, 11)), int(rng.integers(4, 11)))
+    g = _Dag(shape)
+    if rng.random() < 0.75:
+        x = g.add(O.QuantizeInput("in", 1 / 255, 0, 255), INPUT)
+    else:
+        x = g.add(O.Sign("in"), INPUT)
+    share = 1 - float(rng.choice([0.0, 0.5, 0.9, 0.95, 0.99]))
+    c = int(rng.choice([3, 8, 33]))
+    k = 3 if min(shape[1:]) >= 3 else 1
+    x = g.add(_conv(rng, "stem", shape[0], c, k, 1, k // 2, share), x)
+    x = g.add(O.Sign("stem.sign"), g.add(batch_norm(rng, "stem.bn", c), x))
+    n = int(rng.integers(1, 4)) if blocks is None else blocks
+    for i in range(n):
+        kind = rng.choice(["chain", "identity", "two-branch", "concat", "pool"])
+        _, h, w = g.types[x].shape
+        p = f"b{i}"
+        if kind == "identity":
+            y = g.add(batch_norm(rng, f"{p}.bn", c), g.add(_conv(rng, p, c, c, 3, 1, 1, share), x))
+            x = g.add(O.Sign(f"{p}.sign"), g.add(O.Add(f"{p}.add"), y, x))
+        elif kind == "two-branch" and min(h, w) >= 2:
+            o = c + int(rng.integers(1, 9))
+            a = g.add(batch_norm(rng, f"{p}.bn", o), g.add(_conv(rng, p, c, o, 3, 2, 1, share), x))
+            sc = g.add(_conv(rng, f"{p}.down", c, o, 1, 2, 0, share), x)
+            b = g.add(batch_norm(rng, f"{p}.down.bn", o), sc)
+            x, c = g.add(O.Sign(f"{p}.sign"), g.add(O.Add(f"{p}.add"), a, b)), o
+        elif kind == "concat":
+            o = int(rng.integers(1, 12))
+            y = g.add(batch_norm(rng, f"{p}.bn", o), g.add(_conv(rng, p, c, o, 3, 1, 1, share), x))
+            y = g.add(O.Sign(f"{p}.sign"), y)
+            x, c = g.add(O.Concat(f"{p}.cat"), x, y), c + o
+        elif kind == "pool" and min(h, w) >= 2:
+            x = g.add(O.MaxPool2d(f"{p}.pool", (2, 2), (2, 2)), x)
+        else:
+            y = g.add(batch_norm(rng, f"{p}.bn", c), g.add(_conv(rng, p, c, c, 3, 1, 1, share), x))
+            x = g.add(O.Sign(f"{p}.sign"), y)
+    classes = int(rng.integers(2, 11))
+    if rng.random() < 0.5:
+        x = g.add(O.GlobalAvgPool("gap"), x)
+    x = g.add(O.Flatten("flat"), x)
+    alpha, beta = levels(rng, classes)
+    fc = O.BinaryLinear("fc", weights(rng, (classes, g.types[x].size), share), alpha, beta,
+                        rng.normal(size=classes))  # fmt: skip
+    x = g.add(fc, x)
+    if rng.random() < 0.7:
+        x = g.add(batch_norm(rng, "bn_out", classes), x)
+    return g.graph(x)
+
+
+def residual_graph() -> Graph:
+    """A fixed graph with every form (golden tests): identity, two-branch, concat, pool, gap."""
+    for seed in range(1000):
+        g = random_dag(seed, blocks=4)
+        names = {type(n.op).__name__ for n in g.nodes}
+        if {"Add", "Concat", "GlobalAvgPool"} <= names:
+            return g
+    raise AssertionError("no seed gives every form")

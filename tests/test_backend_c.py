@@ -22,7 +22,8 @@ from bnc.sim import host
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import require_tool  # noqa: E402
-from irgen import random_graph, random_input  # noqa: E402
+from differential import check  # noqa: E402
+from irgen import random_dag, random_graph, random_input  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +111,7 @@ def test_input_straight_to_linear(first: str, tmp_path: Path) -> None:
     fc = O.BinaryLinear(
         "fc", rng.random((7, 60)) < 0.5, rng.normal(size=7), rng.normal(size=7), rng.normal(size=7)
     )
-    graph = lower(Graph(real(shape), (head, O.Flatten("flat"), fc)))
+    graph = lower(Graph.chain(real(shape), (head, O.Flatten("flat"), fc)))
     emit(graph, tmp_path, "tiny", HOST)
     x = rng.uniform(-1.5, 1.5, size=(9, *shape)).astype(np.float32)
     x[0, 0, 0, 0] = np.float32(0.5 / 255)  # ties round to even
@@ -207,10 +208,33 @@ def test_planar_borders(case: str, target: CTarget, tmp_path: Path) -> None:
         1e-5,
     )
     ops = (O.Sign("in"), conv("c1", c, o), bn, O.Sign("s1"), conv("c2", o, 5))
-    graph = lower(Graph(real((c, h, w)), ops))
+    graph = lower(Graph.chain(real((c, h, w)), ops))
     view = c_lower(graph, "m", "planar")
     assert all(isinstance(v, PlanarView) for v in view.layers)
     emit(graph, tmp_path, "edge", target, "planar")
     x = rng.normal(size=(7, c, h, w)).astype(np.float32)
     got, _ = host.run(tmp_path, x, target)
     np.testing.assert_array_equal(got, np.asarray(interp.run(graph, x)).reshape(7, -1))
+
+
+# --- graphs: residual blocks, two-branch blocks, concat, fan-out, global pools -------------
+
+
+@pytest.mark.parametrize("schedule", ["planar", "generic"])
+def test_graphs_match_interpreter(schedule: str, tmp_path: Path) -> None:
+    for seed in range(12):
+        graph = lower(random_dag(seed))
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        check(graph, random_input(graph, 8, seed), "c", folder, schedule=schedule)
+
+
+@pytest.mark.parametrize("target", [ARM64, ARMV7], ids=lambda t: t.name)
+def test_graphs_on_arm(target: CTarget, tmp_path: Path) -> None:
+    require_tool(target.cc)
+    require_tool(target.runner[0])
+    for seed in range(4):
+        graph = lower(random_dag(seed + 50))
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        check(graph, random_input(graph, 4, seed), target.name, folder)

@@ -23,7 +23,7 @@ from bnc.ir.printer import dump
 from bnc.ir.types import Kind, TensorType, bits, real
 
 sys.path.insert(0, str(Path(__file__).parent))
-from irgen import batch_norm, random_graph, random_input  # noqa: E402
+from irgen import batch_norm, random_graph, random_input, residual_graph  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -87,7 +87,7 @@ def test_integer_threshold_agrees_outside_the_documented_margin(
     thr = folded.ops[-1]
     assert isinstance(thr, O.Threshold)
     exact = float(t[0]) * t_val + float(s[0]) * s_val + float(c[0])
-    integer = int(thr.t[0]) * t_val + int(thr.s[0]) * s_val + int(thr.c[0]) >= 0
+    integer = int(thr.t[0, 0]) * t_val + int(thr.s[0, 0]) * s_val + int(thr.c[0]) >= 0
     m = max(abs(v) for v in coef)
     margin = (abs(t_val) + abs(s_val) + 1) * m * 2.0 ** -plane_precision(1)
     if abs(exact) > margin:
@@ -97,8 +97,8 @@ def test_integer_threshold_agrees_outside_the_documented_margin(
 
 def _affine_sign_graph(t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Graph:
     conv = O.SumConv2d("conv", np.ones((1, 1, 1, 1), dtype=bool))
-    ops = (O.Sign("in"), conv, O.Affine("conv", t, s, c), O.Sign("sign"))
-    return Graph(real((1, 1, 1)), ops)
+    ops = (O.Sign("in"), conv, O.Affine("conv", t[None], s[None], c), O.Sign("sign"))
+    return Graph.chain(real((1, 1, 1)), ops)
 
 
 def test_zero_gamma_gives_a_constant_channel() -> None:
@@ -106,7 +106,7 @@ def test_zero_gamma_gives_a_constant_channel() -> None:
     w = rng.random((2, 1, 3, 3)) < 0.5
     one = np.ones(2)
     bn = O.BatchNorm("bn", np.array([0.0, 0.0]), np.array([0.5, -0.5]), np.zeros(2), one, 1e-5)
-    g = Graph(
+    g = Graph.chain(
         real((1, 5, 5)),
         (
             O.Sign("in"),
@@ -122,7 +122,7 @@ def test_zero_gamma_gives_a_constant_channel() -> None:
     interp.run(
         lowered,
         random_input(g, 10, 1),
-        lambda _i, op, v: bits_out.append(v) if isinstance(op, O.Threshold) else None,
+        lambda node, v: bits_out.append(v) if isinstance(node.op, O.Threshold) else None,
     )
     assert (bits_out[0][:, 0] == 1).all() and (bits_out[0][:, 1] == 0).all()
 
@@ -146,7 +146,7 @@ def test_max_pool_moves_past_a_decreasing_threshold_as_and() -> None:
     w = rng.random((c, 2, 3, 3)) < 0.5
     a, b = -np.ones(c), np.ones(c)
     bn = batch_norm(rng, "bn", c)
-    before = Graph(
+    before = Graph.chain(
         real((2, 8, 8)),
         (
             O.Sign("in"),
@@ -167,18 +167,18 @@ def test_bit_max_pool_ignores_padding() -> None:
     x = np.zeros((1, 2, 2, 2), dtype=np.uint8)
     x[0, 1] = 1
     op = O.BitMaxPool2d("p", (3, 3), (1, 1), (1, 1), np.array([False, True]))
-    out = interp.run_op(op, x, bits((2, 2, 2)))
+    out = interp.run_op(op, (x,), (bits((2, 2, 2)),))
     assert (out[0, 0] == 0).all() and (out[0, 1] == 1).all()  # AND over valid taps only
 
 
 def test_widths_refuse_an_overflowing_plane() -> None:
     conv = O.SumConv2d("big", np.ones((1, 64, 7, 7), dtype=bool))
-    huge = np.array([2**50])
-    g = Graph(
+    huge = np.array([[2**50]])
+    g = Graph.chain(
         real((64, 7, 7)),
-        (O.QuantizeInput("in", 1.0, 0, 255), conv, O.Threshold("thr", huge, huge, np.array([0]))),
+        (O.QuantizeInput("in", 1.0, 0, 255), conv, O.Threshold("big+bn", huge, huge, np.zeros(1))),
     )
-    with pytest.raises(analysis.WidthError, match="'big'"):
+    with pytest.raises(analysis.WidthError, match="'big\\+bn'"):
         analysis.layer_widths(g)
 
 
@@ -200,7 +200,7 @@ def test_kernel_classes() -> None:
 )
 def test_lowering_errors_name_the_problem(ops: tuple[O.Op, ...], message: str) -> None:
     with pytest.raises(LoweringError, match=message):
-        lower(Graph(real((1, 4, 4)), ops))
+        lower(Graph.chain(real((1, 4, 4)), ops))
 
 
 def test_ops_reject_wrong_inputs_with_the_layer_name() -> None:
@@ -212,8 +212,13 @@ def test_ops_reject_wrong_inputs_with_the_layer_name() -> None:
 
 
 def test_ir_dump_matches_golden(request: pytest.FixtureRequest) -> None:
-    text = dump(lower(random_graph(7))) + dump(lower(random_graph(11)))
+    """The printed lowered IR of two random chains and a residual graph; a missing golden file
+    is a failure (write it with --update-golden)."""
+    text = (
+        dump(lower(random_graph(7))) + dump(lower(random_graph(11))) + dump(lower(residual_graph()))
+    )
     path = GOLDEN / "lowered_random.ir"
-    if request.config.getoption("--update-golden") or not path.exists():
+    if request.config.getoption("--update-golden"):
         path.write_text(text)
+    assert path.exists(), f"{path} is missing; run pytest --update-golden and review it"
     assert text == path.read_text()

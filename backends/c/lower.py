@@ -7,8 +7,9 @@ Layout of the portable target:
 * bit tensors are packed per pixel, ``[H][W][words]`` of ``uint32_t``: channel ``c`` is bit
   ``c % 32`` of word ``c / 32``; padding bits are zero in activations and weights, so they
   never count in a popcount;
-* two static ping-pong buffers hold bit tensors (no malloc): layer ``i`` reads one, writes the
-  other;
+* every bit tensor and every code tensor after the input (a global average pool's sums, int32)
+  lives in one static arena of words, the partial planes of residual layers in one of int64,
+  both placed by the core's liveness plan (``bnc.backends.core.plan_memory``; no malloc);
 * a binary convolution computes ``T = 2*popcount(window) - n_valid`` once per output pixel,
   shared by all output channels, then ``S[o] = 2*popcount(window & b[o]) - nnz_valid[o]``;
   a convolution over codes sums the codes (T) and the codes under the ones of ``b[o]`` (S);
@@ -35,44 +36,39 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bnc.backends.core import (
+    WORD,
+    ConcatStep,
+    ConvStep,
+    Geometry,
+    Mode,
+    PoolStep,
+    Schedule,
+    Storage,
+    SumPoolStep,
+    Tensor,
+    ViewKind,
+    plan_memory,
+    words,
+)
+from bnc.backends.core import schedule as core_schedule
 from bnc.errors import BncError
-from bnc.ir import ops as O
 from bnc.ir.graph import Graph
-from bnc.ir.types import Kind
 
-WORD = 32
 # The widest vector block the planar kernel may use (4 vectors of 64 bytes, AVX-512): buffers
 # are sized for it, so one emitted source serves every instruction set.
 BLOCK_MAX = 256
 SCHEDULES = ("auto", "generic", "planar")
 
 
-class UnsupportedGraph(BncError):
-    """The lowered graph has a shape the C backend cannot express."""
-
-
-def words(c: int) -> int:
-    return (c + WORD - 1) // WORD
-
-
 @dataclass(frozen=True)
-class ConvView:
+class ConvView(Geometry):
     index: int
     name: str
-    kind: str  # "bits" or "codes": what the input holds
-    final: bool  # True: writes the int64 output; False: writes threshold bits
-    c: int
-    h: int
-    w: int
-    o: int
-    oh: int
-    ow: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    ph: int
-    pw: int
+    input: str  # "bits" or "codes": what the input holds
+    src_type: str  # C type of an element of the input (codes)
+    plane_out: bool  # True: writes the int64 plane (output or a partial sum); False: bits
+    add: str  # C expression of an int64 plane added before thresholding / writing, or ""
     nw: int  # input words per pixel (bits)
     onw: int  # output words per pixel (threshold bits)
     weights: tuple[str, ...]  # bits: hex words [o][ky][kx][nw]; codes: 0/1 [c][ky][kx][o]
@@ -83,25 +79,18 @@ class ConvView:
     src: str
     dst: str
 
+    kind = ViewKind.CONV
+
 
 @dataclass(frozen=True)
-class PlanarView:
+class PlanarView(Geometry):
     """A stride-1 binary convolution in the planar schedule (see the module docstring)."""
 
     index: int
     name: str
-    final: bool
+    plane_out: bool
+    add: str
     unit: str  # "nibble" (table lookups, x86) or "byte" (AND + popcount, NEON)
-    c: int
-    h: int
-    w: int
-    o: int
-    oh: int
-    ow: int
-    kh: int
-    kw: int
-    ph: int
-    pw: int
     nw: int
     onw: int
     planes: int  # planes that carry channels: 2 * ceil(C / 8) nibble or ceil(C / 8) byte planes
@@ -126,30 +115,75 @@ class PlanarView:
     src: str
     dst: str
 
+    kind = ViewKind.PLANAR
+
     @property
     def entries(self) -> int:
         return len(self.off)
 
 
 @dataclass(frozen=True)
-class PoolView:
+class PoolView(Geometry):
     index: int
     name: str
-    c: int
-    h: int
-    w: int
-    oh: int
-    ow: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    ph: int
-    pw: int
     nw: int
     and_words: tuple[str, ...]
     src: str
     dst: str
+
+    kind = ViewKind.POOL
+
+
+@dataclass(frozen=True)
+class Part:
+    """One source of a concat: its pointer, channels and first output channel."""
+
+    src: str
+    c: int
+    nw: int
+    offset: int
+
+    @property
+    def aligned(self) -> bool:
+        return self.offset % WORD == 0
+
+
+@dataclass(frozen=True)
+class ConcatView:
+    index: int
+    name: str
+    h: int
+    w: int
+    onw: int
+    parts: tuple[Part, ...]
+    dst: str
+
+    kind = ViewKind.CONCAT
+    schedule = "-"
+    weight_bytes = 0
+
+
+@dataclass(frozen=True)
+class SumPoolView:
+    """A global average pool: per channel the sum of the map's values (bits as 2a - 1)."""
+
+    index: int
+    name: str
+    input: str  # "bits" or "codes"
+    src_type: str
+    c: int
+    h: int
+    w: int
+    nw: int
+    src: str
+    dst: str
+
+    kind = ViewKind.SUM_POOL
+    schedule = "-"
+    weight_bytes = 0
+
+
+Layer = ConvView | PlanarView | PoolView | ConcatView | SumPoolView
 
 
 @dataclass(frozen=True)
@@ -165,12 +199,13 @@ class ModelView:
     scale_hex: str
     qmin: int
     qmax: int
-    first_dst: str
-    buffer_words: int
+    input_dst: str
+    arena_words: int
+    plane_words: int  # int64s of the partial-plane arena (0: none)
     code_size: int
     code_type: str  # C type of the input quantizer's codes
     needs_popcount: bool  # some layer reads bits
-    layers: tuple[ConvView | PlanarView | PoolView, ...]
+    layers: tuple[Layer, ...]
     nib_size: int  # bytes of the planar schedule's nibble planes (0: no planar layer)
     pc_size: int  # padded positions of the largest planar input
     q_size: int  # flat output positions of the largest planar layer
@@ -234,69 +269,50 @@ def generic_cost(weight: np.ndarray, out_hw: tuple[int, int]) -> float:
     return 3.0 * out_hw[0] * out_hw[1] * (o + 1) * kh * kw * words(c)
 
 
-def choose(
-    op: O.SumConv2d, t_in_kind: Kind, out_hw: tuple[int, int], schedule: str, unit: str = "nibble"
-) -> str:
+def choose(step: ConvStep, schedule: str, unit: str = "nibble") -> str:
     """The schedule of one convolution: ``planar`` needs stride 1 and bits in; ``auto`` takes
     the cheaper by the two estimates above (docs/benchmarks.md shows them against timings)."""
-    if t_in_kind is not Kind.BIT or op.stride != (1, 1):
+    g = step.geo
+    if not step.bits_in or (g.sh, g.sw) != (1, 1):
         return "generic"
     if schedule != "auto":
         return schedule
-    planar = planar_cost(op.weight, out_hw, op.padding, unit)
-    return "planar" if planar < generic_cost(op.weight, out_hw) else "generic"
+    out_hw = (g.oh, g.ow)
+    planar = planar_cost(step.weight, out_hw, (g.ph, g.pw), unit)
+    return "planar" if planar < generic_cost(step.weight, out_hw) else "generic"
 
 
-def _planar(
-    i: int,
-    op: O.SumConv2d,
-    plane: O.Threshold | O.OutputAffine,
-    t_in,
-    out_hw,
-    src: str,
-    dst: str,
-    unit: str,
-) -> PlanarView:
-    o, c, kh, kw = op.weight.shape
-    _, h, w = t_in.shape
-    oh, ow = out_hw
-    ph, pw = op.padding
+def _planar(step: ConvStep, src: str, dst: str, add: str, unit: str) -> PlanarView:
+    g = step.geo
+    o, c, kh, kw = step.weight.shape
+    h, w, oh, ow, ph, pw = g.h, g.w, g.oh, g.ow, g.ph, g.pw
     wp, hp = w + 2 * pw, h + 2 * ph
     q = oh * wp
     qmax = _round_up(q, BLOCK_MAX)
     ps = _round_up(max(qmax + (kh - 1) * wp + kw - 1, hp * wp), 64)
-    nib = entries_of(op.weight, unit)  # (O, planes, kh, kw)
+    nib = entries_of(step.weight, unit)  # (O, planes, kh, kw)
     start, off, tab = [0], [], []
     for k in range(o):
         pl, ky, kx = np.nonzero(nib[k])
         off += (pl * ps + ky * wp + kx).tolist()
         tab += nib[k][pl, ky, kx].tolist()
         start.append(len(off))
-    final = isinstance(plane, O.OutputAffine)
-    nnz = op.weight.reshape(o, -1).sum(axis=1)
-    cc = [0] * o if final else [int(v) for v in plane.c]
+    nnz = step.weight.reshape(o, -1).sum(axis=1)
+    cc = list(step.c)
     # interior plane = t*T + (2s)*pab + (c - s*nnz), |T| <= C*kh*kw, 0 <= pab <= nnz
     bound = max(
-        abs(int(plane.t[k])) * c * kh * kw
-        + 2 * abs(int(plane.s[k])) * int(nnz[k])
-        + abs(cc[k] - int(plane.s[k]) * int(nnz[k]))
+        abs(step.t[k]) * c * kh * kw
+        + 2 * abs(step.s[k]) * int(nnz[k])
+        + abs(cc[k] - step.s[k] * int(nnz[k]))
         for k in range(o)
     )
     return PlanarView(
-        index=i,
-        name=plane.name,
-        final=final,
+        **g.fields(),
+        index=step.index,
+        name=step.name,
+        plane_out=step.mode is Mode.PLANE,
+        add=add,
         unit=unit,
-        c=c,
-        h=h,
-        w=w,
-        o=o,
-        oh=oh,
-        ow=ow,
-        kh=kh,
-        kw=kw,
-        ph=ph,
-        pw=pw,
         nw=words(c),
         onw=words(o),
         planes=nib.shape[1],
@@ -312,149 +328,141 @@ def _planar(
         start=tuple(start),
         off=tuple(int(v) for v in off),
         tab=tuple(int(v) for v in tab),
-        nnz_tap=tuple(int(v) for v in op.weight.sum(axis=1).reshape(-1)),
-        nnz=tuple(int(v) for v in op.weight.reshape(o, -1).sum(axis=1)),
-        t=tuple(int(v) for v in plane.t),
-        s=tuple(int(v) for v in plane.s),
+        nnz_tap=tuple(int(v) for v in step.weight.sum(axis=1).reshape(-1)),
+        nnz=tuple(int(v) for v in nnz),
+        t=step.t,
+        s=step.s,
         c0=tuple(cc),
-        exact_double=bound < 2**53,
+        exact_double=bound < 2**53 and not add,
         src=src,
         dst=dst,
     )
 
 
-def _generic(
-    i: int, op: O.SumConv2d, plane: O.Threshold | O.OutputAffine, t_in, out_hw, src: str, dst: str
-) -> ConvView:
-    o, c, kh, kw = op.weight.shape
-    final = isinstance(plane, O.OutputAffine)
-    if t_in.kind is Kind.BIT:
+def _generic(step: ConvStep, src: str, dst: str, add: str, src_type: str) -> ConvView:
+    o = step.geo.o
+    if step.bits_in:
         wk = "bits"
-        wts = tuple(_hex(v) for v in _pack_channels(op.weight.transpose(0, 2, 3, 1)))
-        nnz = tuple(int(v) for v in op.weight.sum(axis=1).reshape(-1))
+        wts = tuple(_hex(v) for v in _pack_channels(step.weight.transpose(0, 2, 3, 1)))
+        nnz = tuple(int(v) for v in step.weight.sum(axis=1).reshape(-1))
     else:
         wk = "codes"  # 0/1 as [c][ky][kx][o]: S for all o vectorizes
-        wts = tuple(str(int(v)) for v in op.weight.reshape(o, -1).T.reshape(-1))
+        wts = tuple(str(int(v)) for v in step.weight.reshape(o, -1).T.reshape(-1))
         nnz = ()
     return ConvView(
-        i,
-        plane.name,
-        wk,
-        final,
-        c,
-        t_in.shape[1],
-        t_in.shape[2],
-        o,
-        *out_hw,
-        kh,
-        kw,
-        *op.stride,
-        *op.padding,
-        words(c),
-        words(o),
-        wts,
-        nnz,
-        tuple(int(v) for v in plane.t),
-        tuple(int(v) for v in plane.s),
-        tuple(int(v) for v in plane.c) if not final else (0,) * o,
-        src,
-        dst,
+        **step.geo.fields(),
+        index=step.index,
+        name=step.name,
+        input=wk,
+        src_type=src_type,
+        plane_out=step.mode is Mode.PLANE,
+        add=add,
+        nw=words(step.geo.c),
+        onw=words(o),
+        weights=wts,
+        nnz=nnz,
+        t=step.t,
+        s=step.s,
+        c0=step.c,
+        src=src,
+        dst=dst,
     )
+
+
+def _code_type(qmin: int, qmax: int) -> str:
+    return "int16_t" if -(2**15) <= qmin and qmax < 2**15 else "int32_t"
+
+
+def _pool_of(t: Tensor) -> str | None:
+    if t.output or t.storage is Storage.INPUT_CODES:
+        return None
+    return "planes" if t.storage is Storage.PLANE else "words"
+
+
+def _bytes(t: Tensor) -> int:
+    return t.units() * (8 if t.storage is Storage.PLANE else 4)
 
 
 def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble") -> ModelView:
     if schedule not in SCHEDULES:
         raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
-    ops, ins = graph.ops, graph.input_types()
-    first = ops[0]
-    c0, h0, w0 = graph.input.shape
-    if isinstance(first, O.QuantizeInput):
-        kind, scale = "quantize", float(np.float32(first.scale)).hex()
-        qmin, qmax = first.qmin, first.qmax
-    else:
-        kind, scale, qmin, qmax = "sign", "0x1p+0", 0, 0
-    bufs = ("bnc_buf0", "bnc_buf1")
-    cur = "bnc_codes" if kind == "quantize" else bufs[0]
-    nxt = 1 if kind == "sign" else 0
-    layers: list[ConvView | PlanarView | PoolView] = []
-    max_words = words(c0) * h0 * w0
-    out_op: O.OutputAffine | None = None
-    i = 1
-    while i < len(ops):
-        op, t_in = ops[i], ins[i]
-        if isinstance(op, O.SumConv2d):
-            plane = ops[i + 1]
-            assert isinstance(plane, O.Threshold | O.OutputAffine)
-            final = isinstance(plane, O.OutputAffine)
-            o, c, kh, kw = op.weight.shape
-            out_t = plane.infer(op.infer(t_in))
-            _, oh, ow = out_t.shape
-            dst = "acc" if final else bufs[nxt]
-            if choose(op, t_in.kind, (oh, ow), schedule, unit) == "planar":
-                layers.append(_planar(i, op, plane, t_in, (oh, ow), cur, dst, unit))
+    sched: Schedule = core_schedule(graph)
+    plan = plan_memory(sched, _pool_of, _bytes)
+    inp = sched.input
+    code_type = _code_type(inp.qmin, inp.qmax) if not inp.sign else "int16_t"
+
+    def ptr(t: Tensor) -> str:
+        if t.output:
+            return "acc"
+        if t.storage is Storage.INPUT_CODES:
+            return "bnc_codes"
+        if t.storage is Storage.PLANE:
+            return f"(bnc_planes + {plan.offset(t) // 8})"
+        if t.storage is Storage.CODES:
+            return f"((int32_t *)(bnc_arena + {plan.offset(t) // 4}))"
+        return f"(bnc_arena + {plan.offset(t) // 4})"
+
+    def elem_type(t: Tensor) -> str:
+        return code_type if t.storage is Storage.INPUT_CODES else "int32_t"
+
+    layers: list[Layer] = []
+    for step in sched.steps:
+        if isinstance(step, ConvStep):
+            add = ptr(step.acc_in) if step.acc_in is not None else ""
+            src, dst = ptr(step.src), ptr(step.dst)
+            if choose(step, schedule, unit) == "planar":
+                layers.append(_planar(step, src, dst, add, unit))
             else:
-                layers.append(_generic(i, op, plane, t_in, (oh, ow), cur, dst))
-            if final:
-                out_op = plane
-            else:
-                max_words = max(max_words, words(o) * oh * ow)
-                cur, nxt = bufs[nxt], 1 - nxt
-            i += 2
-        elif isinstance(op, O.BitMaxPool2d):
-            c, h, w = t_in.shape
-            _, oh, ow = op.infer(t_in).shape
-            mask = tuple(_hex(v) for v in _pack_channels(op.and_mask[None]))
+                layers.append(_generic(step, src, dst, add, elem_type(step.src)))
+        elif isinstance(step, PoolStep):
+            mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None]))
             layers.append(
                 PoolView(
-                    i,
-                    op.name,
-                    c,
-                    h,
-                    w,
-                    oh,
-                    ow,
-                    *op.kernel,
-                    *op.stride,
-                    *op.padding,
-                    words(c),
-                    mask,
-                    cur,
-                    bufs[nxt],
-                )
+                    **step.geo.fields(),
+                    index=step.index,
+                    name=step.name,
+                    nw=words(step.geo.c),
+                    and_words=mask,
+                    src=ptr(step.src),
+                    dst=ptr(step.dst),
+                )  # fmt: skip
             )
-            cur, nxt = bufs[nxt], 1 - nxt
-            i += 1
-        elif isinstance(op, O.Flatten):
-            if t_in.kind is not Kind.ACC and t_in.shape[1:] != (1, 1):
-                raise UnsupportedGraph(
-                    f"layer '{op.name}': a Flatten of {t_in} must feed a BinaryLinear"
-                )
-            i += 1
-        else:
-            raise UnsupportedGraph(f"layer '{op.name}' ({op.opname}) has no C lowering")
-    if out_op is None:
-        raise UnsupportedGraph("the graph has no output layer")
+        elif isinstance(step, ConcatStep):
+            parts = tuple(
+                Part(ptr(t), t.c, t.nw, off) for t, off in zip(step.srcs, step.offsets, strict=True)
+            )
+            _, h, w = step.dst.shape
+            layers.append(ConcatView(step.index, step.name, h, w, step.dst.nw, parts,
+                                     ptr(step.dst)))  # fmt: skip
+        elif isinstance(step, SumPoolStep):
+            c, h, w = step.src.shape
+            kind = "bits" if step.src.storage is Storage.BITS else "codes"
+            layers.append(SumPoolView(step.index, step.name, kind, elem_type(step.src), c, h, w,
+                                      words(c), ptr(step.src), ptr(step.dst)))  # fmt: skip
     out_t = graph.output
+    out_op = sched.out_affine
+    c0, h0, w0 = graph.input.shape
     o = out_op.scale.shape[0]
     planar = [v for v in layers if isinstance(v, PlanarView)]
     return ModelView(
         name=name,
         input_size=c0 * h0 * w0,
         output_size=out_t.size,
-        input_kind=kind,
+        input_kind="sign" if inp.sign else "quantize",
         input_c=c0,
         input_h=h0,
         input_w=w0,
         input_nw=words(c0),
-        scale_hex=scale,
-        qmin=qmin,
-        qmax=qmax,
-        first_dst="bnc_codes" if kind == "quantize" else bufs[0],
-        buffer_words=max_words,
-        code_size=c0 * h0 * w0 if kind == "quantize" else 1,
-        code_type="int16_t" if -(2**15) <= qmin and qmax < 2**15 else "int32_t",
+        scale_hex="0x1p+0" if inp.sign else float(np.float32(inp.scale)).hex(),
+        qmin=inp.qmin,
+        qmax=inp.qmax,
+        input_dst=ptr(inp.dst),
+        arena_words=max(1, plan.sizes.get("words", 0) // 4),
+        plane_words=plan.sizes.get("planes", 0) // 8,
+        code_size=c0 * h0 * w0 if not inp.sign else 1,
+        code_type=code_type,
         needs_popcount=any(
-            isinstance(v, PlanarView) or (isinstance(v, ConvView) and v.kind == "bits")
+            isinstance(v, PlanarView) or (isinstance(v, ConvView) and v.input == "bits")
             for v in layers
         ),
         layers=tuple(layers),

@@ -57,7 +57,7 @@ def io_spec(view: FpgaView) -> dict[str, object]:
 def stream_words(graph: Graph, x: np.ndarray, spec: dict) -> np.ndarray:
     """The input stream of a float32 batch: (N, H*W, words32) uint32, the first op (input
     quantizer or Sign) applied exactly as the interpreter does."""
-    codes = interpreter.run_op(graph.ops[0], x, graph.input).astype(np.int64)
+    codes = interpreter.run_op(graph.ops[0], (x,), (graph.input,)).astype(np.int64)
     return pack_codes(codes, spec)
 
 

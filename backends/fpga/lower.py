@@ -42,21 +42,18 @@ from typing import ClassVar
 
 import numpy as np
 
+from bnc.backends import core
+from bnc.backends.core import ConvStep, PoolStep, UnsupportedGraph
 from bnc.errors import BncError
-from bnc.ir import ops as O
 from bnc.ir.graph import Graph
-from bnc.ir.narrow import bits, narrow
-from bnc.ir.types import Kind, TensorType
+from bnc.ir.narrow import bits
+from bnc.ir.passes.narrow import NarrowThresholds
 
 ENGINE_OVERHEAD = 4  # start, read latency, accumulate, threshold / write
 STREAM_OVERHEAD = 3
 IN_OVERHEAD = 0
 ACC_W = 64
 BLOCK_ROWS = 64  # weight columns deeper than this go to a block ROM instead of LUTs
-
-
-class UnsupportedGraph(BncError):
-    """The lowered graph has a shape the FPGA backend cannot express."""
 
 
 @dataclass(frozen=True)
@@ -299,23 +296,8 @@ def _pack(values: list[int], width: int) -> str:
     return f"{max(1, len(values) * width)}'h{v:x}"
 
 
-def _coefficients(
-    op: O.SumConv2d, plane: O.Threshold | O.OutputAffine, t_in: TensorType
-) -> list[tuple[int, int, int]]:
-    """Per channel: the narrowed threshold ``(t', s', c')``, or the output plane ``(t, s, 0)``."""
-    o, c, kh, kw = op.weight.shape
-    if isinstance(plane, O.OutputAffine):
-        return [(int(plane.t[k]), int(plane.s[k]), 0) for k in range(o)]
-    lo, hi = (-1, 1) if t_in.kind is Kind.BIT else (min(t_in.lo, 0), max(t_in.hi, 0))
-    nnz = op.weight.reshape(o, -1).sum(axis=1)
-    return [
-        narrow(int(plane.t[k]), int(plane.s[k]), int(plane.c[k]), c * kh * kw, int(nnz[k]), lo, hi)
-        for k in range(o)
-    ]
-
-
 def _lanes(
-    op: O.SumConv2d,
+    step: ConvStep,
     coefs: list[tuple[int, int, int]],
     groups: int,
     pe: int,
@@ -324,10 +306,10 @@ def _lanes(
     tap_w: int,
     coef_w: int,
 ) -> tuple[tuple[Lane, ...], int, int]:
-    o, c, kh, kw = op.weight.shape
+    o, c, kh, kw = step.weight.shape
     taps = kh * kw
     rows = groups * taps
-    wt = op.weight.reshape(o, c, taps).astype(np.uint8)
+    wt = step.weight.reshape(o, c, taps).astype(np.uint8)
     lanes, live, dead = [], 0, 0
     for p in range(pe):
         chans = tuple(g * pe + p if g * pe + p < o else -1 for g in range(groups))
@@ -386,50 +368,66 @@ def lane_luts(columns: int, lanes: int, qw: int, sum_w: int, coef_w: int) -> int
     return columns * qw + lanes * (2 * sum_w + coef_w * sum_w // 2)
 
 
-def _conv(
-    index: int,
-    op: O.SumConv2d,
-    plane: O.Threshold | O.OutputAffine,
-    t_in: TensorType,
-    budget: int,
-) -> ConvEngine:
-    o, c, kh, kw = op.weight.shape
-    _, h, w = t_in.shape
-    _, oh, ow = op.infer(t_in).shape
-    final = isinstance(plane, O.OutputAffine)
-    bits_in = t_in.kind is Kind.BIT
-    qw = 1 if bits_in else _code_width(t_in.lo, t_in.hi)
-    mag = 1 if bits_in else max(abs(t_in.lo), abs(t_in.hi))
+def _conv(index: int, step: ConvStep, budget: int) -> ConvEngine:
+    g = step.geo
+    o, c, kh, kw = step.weight.shape
+    final = step.final
+    bits_in = step.bits_in
+    lo, hi = step.value_range
+    qw = 1 if bits_in else _code_width(step.src.lo, step.src.hi)
+    mag = max(-lo, hi)
     taps = kh * kw
     tap_w = bits(c * mag) + 1  # one tap's T or S, with room for 2 * popcount
     sum_w = max(tap_w, bits(c * taps * mag))
-    coefs = _coefficients(op, plane, t_in)
+    # the thresholds are narrowed in the IR (NarrowThresholds); the output plane is (t, s, 0)
+    coefs = list(zip(step.t, step.s, step.c, strict=True))
     coef_w = bits(*(v for trip in coefs for v in trip))
     # Fold candidates: G passes with PE = ceil(O / G) lanes; the output layer has one lane.
     cands = [o] if final else sorted({math.ceil(o / pe) for pe in range(1, o + 1)})
-    fits = [g for g in cands if conv_cycles(oh, ow, taps, g) <= budget] or [min(cands)]
+    fits = [k for k in cands if conv_cycles(g.oh, g.ow, taps, k) <= budget] or [min(cands)]
     cost = {}
-    for g in fits:
-        pe = math.ceil(o / g)
-        cost[g] = lane_luts(live_columns(op.weight, g, pe), pe, qw, sum_w, coef_w)
-    g = min(fits, key=lambda k: (cost[k], -k))
-    pe = math.ceil(o / g)
-    rows = g * taps
+    for k in fits:
+        pe = math.ceil(o / k)
+        cost[k] = lane_luts(live_columns(step.weight, k, pe), pe, qw, sum_w, coef_w)
+    passes = min(fits, key=lambda k: (cost[k], -k))
+    pe = math.ceil(o / passes)
+    rows = passes * taps
     block = rows > BLOCK_ROWS
-    lanes, live, dead = _lanes(op, coefs, g, pe, block, bits_in, tap_w, coef_w)
+    lanes, live, dead = _lanes(step, coefs, passes, pe, block, bits_in, tap_w, coef_w)
     one_hot = sorted({col.row for lane in lanes for col in lane.columns if col.kind == "tap"})
     return ConvEngine(
-        index, op.name, c, h, w, oh, ow, kh, kw, *op.stride, *op.padding, o=o,
-        passes=g, pe=pe, bits_in=bits_in, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
+        index, step.name, c, g.h, g.w, g.oh, g.ow, kh, kw, g.sh, g.sw, g.ph, g.pw, o=o,
+        passes=passes, pe=pe, bits_in=bits_in, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
         output=final, block=block, rows=rows, lanes=lanes, one_hot_rows=tuple(one_hot),
-        live=live, dead=dead, luts=cost[g],
+        live=live, dead=dead, luts=cost[passes],
     )  # fmt: skip
 
 
-def _min_cycles(op: O.SumConv2d, plane: O.Op, t_in: TensorType) -> int:
-    o, _, kh, kw = op.weight.shape
-    _, oh, ow = op.infer(t_in).shape
-    return conv_cycles(oh, ow, kh * kw, o if isinstance(plane, O.OutputAffine) else 1)
+def _min_cycles(step: ConvStep) -> int:
+    g = step.geo
+    return conv_cycles(g.oh, g.ow, g.kh * g.kw, g.o if step.final else 1)
+
+
+def _chain(sched: core.Schedule) -> None:
+    """The streaming design is a chain of engines: refuse any other graph with one line."""
+    prev = sched.input.dst
+    for step in sched.steps:
+        if isinstance(step, core.ConcatStep):
+            raise UnsupportedGraph(f"fpga: concatenation ('{step.name}') is not supported yet")
+        if isinstance(step, core.SumPoolStep):
+            raise UnsupportedGraph(
+                f"fpga: global average pools ('{step.name}') are not supported yet"
+            )
+        if isinstance(step, ConvStep) and (
+            step.acc_in is not None or step.dst.storage is core.Storage.PLANE and not step.final
+        ):
+            raise UnsupportedGraph(f"fpga: residual adds ('{step.name}') are not supported yet")
+        if step.src is not prev:
+            raise UnsupportedGraph(
+                f"fpga: layer '{step.name}' reads a tensor that another layer also reads"
+                " (fan-out); only chains stream yet"
+            )
+        prev = step.dst
 
 
 def lower(
@@ -440,66 +438,41 @@ def lower(
         raise BncError(f"--clock-mhz must be a positive number of MHz, not {clock_mhz!r}")
     if fps_target is not None and (not fps_target > 0 or not math.isfinite(fps_target)):
         raise BncError(f"--fps-target must be a positive frame rate, not {fps_target!r}")
-    ops, ins = graph.ops, graph.input_types()
-    first = ops[0]
+    sched = core.schedule(NarrowThresholds().apply(graph))
+    _chain(sched)
+    inp = sched.input
     c0, h0, w0 = graph.input.shape
-    if isinstance(first, O.QuantizeInput):
-        in_bits, qw = False, _code_width(first.qmin, first.qmax)
-        scale, qmin, qmax = float(first.scale), first.qmin, first.qmax
+    if not inp.sign:
+        in_bits, qw = False, _code_width(inp.qmin, inp.qmax)
+        scale, qmin, qmax = inp.scale, inp.qmin, inp.qmax
     else:
         in_bits, qw, scale, qmin, qmax = True, 1, 1.0, 0, 1
-    out_op = next(op for op in ops if isinstance(op, O.OutputAffine))
-    out_shape = out_op.infer(ops[ops.index(out_op) - 1].infer(ins[ops.index(out_op) - 1])).shape
+    out_shape = sched.output.shape
 
     # The frame budget: the fps target, or the slowest stage at its fastest.
     floor = [h0 * w0 + IN_OVERHEAD, out_shape[0] * out_shape[1] * out_shape[2] + STREAM_OVERHEAD]
-    for i, op in enumerate(ops):
-        if isinstance(op, O.SumConv2d):
-            floor.append(_min_cycles(op, ops[i + 1], ins[i]))
-        elif isinstance(op, O.BitMaxPool2d):
-            _, oh, ow = op.infer(ins[i]).shape
-            floor.append(conv_cycles(oh, ow, op.kernel[0] * op.kernel[1], 1))
+    for step in sched.steps:
+        if isinstance(step, ConvStep):
+            floor.append(_min_cycles(step))
+        elif isinstance(step, PoolStep):
+            floor.append(conv_cycles(step.geo.oh, step.geo.ow, step.geo.kh * step.geo.kw, 1))
     if fps_target is None:
         budget = max(floor)
     else:
         budget = max(1, int(clock * 1e6 // fps_target))
 
     engines: list[Engine] = []
-    i = 1
-    while i < len(ops):
-        op, t_in = ops[i], ins[i]
-        if isinstance(op, O.SumConv2d):
-            plane = ops[i + 1]
-            assert isinstance(plane, O.Threshold | O.OutputAffine)
-            engines.append(_conv(len(engines), op, plane, t_in, budget))
-            i += 2
-        elif isinstance(op, O.BitMaxPool2d):
-            c, h, w = t_in.shape
-            _, oh, ow = op.infer(t_in).shape
+    for step in sched.steps:
+        if isinstance(step, ConvStep):
+            engines.append(_conv(len(engines), step, budget))
+        elif isinstance(step, PoolStep):
+            g = step.geo
             engines.append(
                 PoolEngine(
-                    len(engines),
-                    op.name,
-                    c,
-                    h,
-                    w,
-                    oh,
-                    ow,
-                    *op.kernel,
-                    *op.stride,
-                    *op.padding,
-                    and_mask=_hex(list(op.and_mask.astype(np.uint8))),
-                )  # fmt: skip
-            )
-            i += 1
-        elif isinstance(op, O.Flatten):
-            if i != len(ops) - 1:
-                raise UnsupportedGraph(
-                    f"layer '{op.name}': a Flatten must end the network or feed a BinaryLinear"
+                    len(engines), step.name, g.c, g.h, g.w, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw,
+                    g.ph, g.pw, and_mask=_hex(list(step.and_mask.astype(np.uint8))),
                 )
-            i += 1
-        else:
-            raise UnsupportedGraph(f"layer '{op.name}' ({op.opname}) has no FPGA lowering")
+            )  # fmt: skip
     if not engines or not isinstance(engines[-1], ConvEngine) or not engines[-1].output:
         raise UnsupportedGraph("the network must end with its output layer (a binary layer)")
     return FpgaView(

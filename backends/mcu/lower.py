@@ -3,10 +3,10 @@
 What differs from the portable C target (``bnc.backends.c.lower``):
 
 * **One static arena.** Every activation tensor and every layer's scratch lives in one
-  ``uint32_t`` array, placed by a liveness plan (``plan_arena``): in a chain, tensor ``i`` is
-  live while layer ``i`` writes it and layer ``i+1`` reads it, so tensors alternate between the
-  arena's two ends and a layer's scratch sits between its input and its output. The arena is
-  ``max_i(in_i + scratch_i + out_i)``; one buffer per tensor would be the sum of them all.
+  ``uint32_t`` array, placed by the core's liveness plan (``bnc.backends.core.plan_memory``):
+  a tensor is live from the layer that writes it to the last layer that reads it (shortcuts
+  and fan-out keep it longer), and buffers whose lives do not meet share bytes. The int64
+  partial planes of residual layers live in a second arena of ``int64_t``.
 * **Everything constant is packed to the bit** and ``const`` (flash): weights as bits, the
   thresholds narrowed to the fewest bits that decide exactly alike (``bnc.ir.narrow``) and
   stored as int16 or int32, the per-tap ones only for layers with padding.
@@ -29,12 +29,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bnc.backends.c.lower import UnsupportedGraph, _hex, _pack_channels, words
+from bnc.backends import core
+from bnc.backends.c.lower import ConcatView, Part, SumPoolView, _hex, _pack_channels
+from bnc.backends.core import (
+    ConcatStep,
+    ConvStep,
+    Geometry,
+    Mode,
+    PoolStep,
+    Storage,
+    SumPoolStep,
+    Tensor,
+    UnsupportedGraph,
+    ViewKind,
+    words,
+)
 from bnc.errors import BncError
-from bnc.ir import ops as O
 from bnc.ir.graph import Graph
-from bnc.ir.narrow import narrow
-from bnc.ir.types import Kind
+from bnc.ir.passes.narrow import NarrowThresholds
 
 SCHEDULES = ("auto", "dense", "sparse")
 ALIGN = 8  # bytes: every arena region starts on a double word
@@ -64,25 +76,15 @@ class Coef:
 
 
 @dataclass(frozen=True)
-class BitConv:
+class BitConv(Geometry):
     """A convolution over bits (the ``dense`` or ``sparse`` schedule)."""
 
     index: int
     name: str
-    final: bool
+    plane_out: bool  # writes the int64 plane ``out`` (network output or a partial sum)
+    out: str  # C expression of that plane ("" when the layer writes bits)
+    add: str  # C expression of an int64 plane added first, or ""
     schedule: str
-    c: int
-    h: int
-    w: int
-    o: int
-    oh: int
-    ow: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    ph: int
-    pw: int
     nw: int
     onw: int
     compact: bool  # the window's taps are C bits each, back to back (else a word-aligned NW)
@@ -100,6 +102,8 @@ class BitConv:
     src: int  # arena byte offsets
     dst: int
     win: int
+
+    kind = ViewKind.CONV
 
     @property
     def taps(self) -> int:
@@ -122,24 +126,14 @@ class BitConv:
 
 
 @dataclass(frozen=True)
-class CodeConv:
-    """A convolution over the input quantizer's codes."""
+class CodeConv(Geometry):
+    """A convolution over codes (the input quantizer's, or a global average pool's sums)."""
 
     index: int
     name: str
-    final: bool
-    c: int
-    h: int
-    w: int
-    o: int
-    oh: int
-    ow: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    ph: int
-    pw: int
+    plane_out: bool
+    out: str
+    add: str
     onw: int
     kwords: int  # words of one output channel's bits, C*KH*KW taps
     weights: tuple[str, ...]  # [o][kwords], tap (c, ky, kx) is bit k = (c*KH + ky)*KW + kx
@@ -149,6 +143,7 @@ class CodeConv:
     win: int
 
     schedule = "codes"  # sums the codes under the set bits of b
+    kind = ViewKind.CODES
 
     @property
     def weight_bytes(self) -> int:
@@ -156,33 +151,23 @@ class CodeConv:
 
 
 @dataclass(frozen=True)
-class Pool:
+class Pool(Geometry):
     index: int
     name: str
-    c: int
-    h: int
-    w: int
-    oh: int
-    ow: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    ph: int
-    pw: int
     nw: int
     and_words: tuple[str, ...]
     src: int
     dst: int
 
     schedule = "-"
+    kind = ViewKind.POOL
 
     @property
     def weight_bytes(self) -> int:
         return 4 * len(self.and_words)
 
 
-Layer = BitConv | CodeConv | Pool
+Layer = BitConv | CodeConv | Pool | ConcatView | SumPoolView
 
 
 @dataclass(frozen=True)
@@ -208,6 +193,7 @@ class McuView:
     input_dst: int
     layers: tuple[Layer, ...]
     arena: Arena
+    plane_words: int  # int64s of the partial-plane arena (0: none)
     out_channels: int
     out_per_channel: int
     out_scale: tuple[str, ...]
@@ -231,24 +217,20 @@ def _ctype(values: list[int]) -> str:
     return "int64_t"
 
 
-def coefficients(op: O.SumConv2d, plane: O.Threshold | O.OutputAffine, lo: int, hi: int) -> Coef:
-    """Narrowed thresholds (exact over the (T, S) box), or the output plane as it is."""
-    o, c, kh, kw = op.weight.shape
+def coefficients(step: ConvStep) -> Coef:
+    """The layer's plane coefficients (narrowed by ``NarrowThresholds`` where the threshold
+    reads one layer) and the C types to store and compute them in."""
+    o, c, kh, kw = step.weight.shape
+    if step.mode is Mode.PLANE:
+        return Coef("int64_t", "int64_t", step.t, step.s, (0,) * o)
     n = c * kh * kw
+    lo, hi = step.value_range
     mag = max(-lo, hi)
-    if isinstance(plane, O.OutputAffine):
-        t, s = [int(v) for v in plane.t], [int(v) for v in plane.s]
-        return Coef("int64_t", "int64_t", tuple(t), tuple(s), (0,) * o)
-    nnz = op.weight.reshape(o, -1).sum(axis=1)
-    trip = [
-        narrow(int(plane.t[k]), int(plane.s[k]), int(plane.c[k]), n, int(nnz[k]), lo, hi)
-        for k in range(o)
-    ]
-    t, s, cc = ([v[i] for v in trip] for i in range(3))
-    bound = max(abs(a) * n * mag + abs(b) * n * mag + abs(d) for a, b, d in trip)
-    math = "int32_t" if bound < 1 << 31 else "int64_t"
-    store = _ctype(t + s + cc)
-    return Coef(store, math, tuple(t), tuple(s), tuple(cc))
+    bound = max(abs(a) * n * mag + abs(b) * n * mag + abs(d)
+                for a, b, d in zip(step.t, step.s, step.c, strict=True))  # fmt: skip
+    math = "int32_t" if bound < 1 << 31 and step.acc_in is None else "int64_t"
+    store = _ctype([*step.t, *step.s, *step.c])
+    return Coef(store, math, step.t, step.s, step.c)
 
 
 def compact(weight: np.ndarray, padding: tuple[int, int]) -> bool:
@@ -282,20 +264,30 @@ def sparse_cost(weight: np.ndarray, out_hw: tuple[int, int], packed_taps: bool) 
     return (float(per) + SPARSE_CHANNEL * weight.shape[0]) * out_hw[0] * out_hw[1]
 
 
-def choose(op: O.SumConv2d, out_hw: tuple[int, int], schedule: str) -> str:
+def choose(step: ConvStep, schedule: str) -> str:
     if schedule != "auto":
         return schedule
-    pt = compact(op.weight, op.padding)
-    cheaper = sparse_cost(op.weight, out_hw, pt) < dense_cost(op.weight, out_hw, pt)
+    g, w = step.geo, step.weight
+    pt = compact(w, (g.ph, g.pw))
+    cheaper = sparse_cost(w, (g.oh, g.ow), pt) < dense_cost(w, (g.oh, g.ow), pt)
     return "sparse" if cheaper else "dense"
 
 
-def _bitconv(i, op, plane, t_in, out_hw, schedule, src, dst, win) -> BitConv:
-    o, c, kh, kw = op.weight.shape
-    _, h, w = t_in.shape
-    final = isinstance(plane, O.OutputAffine)
-    packed_taps = compact(op.weight, op.padding)
-    packed, ones = _packed(op.weight, packed_taps)
+def _scratch(step: ConvStep, sched: str) -> int:
+    """Bytes of the layer's window (and, dense with padding, its per-tap ones)."""
+    g = step.geo
+    if not step.bits_in:
+        return 4 * g.c * g.kh * g.kw
+    taps = g.o * g.kh * g.kw if sched == "dense" and (g.ph, g.pw) != (0, 0) else 0
+    k = words(g.taps * g.c) if compact(step.weight, (g.ph, g.pw)) else g.taps * words(g.c)
+    return 4 * (k + taps)
+
+
+def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add) -> BitConv:
+    g = step.geo
+    o, c, kh, kw = step.weight.shape
+    packed_taps = compact(step.weight, (g.ph, g.pw))
+    packed, ones = _packed(step.weight, packed_taps)
     k = packed.shape[1]
     weights: tuple[str, ...] = ()
     start, idx, mask, hot_start, hot = [0], [], [], [0], []
@@ -313,27 +305,18 @@ def _bitconv(i, op, plane, t_in, out_hw, schedule, src, dst, win) -> BitConv:
     # Border positions subtract the ones of b on their padded taps: the sparse form keeps
     # them per (o, ky, kx) in flash, the dense form counts them from its weight words into
     # the arena when the layer starts.
-    padded = op.padding != (0, 0) and schedule == "sparse"
-    nnz_tap = tuple(int(v) for v in op.weight.sum(axis=1).reshape(-1)) if padded else ()
+    padded = (g.ph, g.pw) != (0, 0) and schedule == "sparse"
+    nnz_tap = tuple(int(v) for v in step.weight.sum(axis=1).reshape(-1)) if padded else ()
     if k << 5 >= 1 << 32:
-        raise UnsupportedGraph(f"layer '{plane.name}': a window of {k} words is too large")
+        raise UnsupportedGraph(f"layer '{step.name}': a window of {k} words is too large")
     return BitConv(
-        index=i,
-        name=plane.name,
-        final=final,
+        **g.fields(),
+        index=step.index,
+        name=step.name,
+        plane_out=step.mode is Mode.PLANE,
+        out=out,
+        add=add,
         schedule=schedule,
-        c=c,
-        h=h,
-        w=w,
-        o=o,
-        oh=out_hw[0],
-        ow=out_hw[1],
-        kh=kh,
-        kw=kw,
-        sh=op.stride[0],
-        sw=op.stride[1],
-        ph=op.padding[0],
-        pw=op.padding[1],
         nw=words(c),
         onw=words(o),
         compact=packed_taps,
@@ -344,168 +327,131 @@ def _bitconv(i, op, plane, t_in, out_hw, schedule, src, dst, win) -> BitConv:
         hot_start=tuple(hot_start),
         hot=tuple(hot),
         entry_type="uint16_t" if k << 5 < 1 << 16 else "uint32_t",
-        nnz=tuple(int(v) for v in op.weight.reshape(o, -1).sum(axis=1)),
+        nnz=tuple(int(v) for v in step.weight.reshape(o, -1).sum(axis=1)),
         nnz_tap=nnz_tap,
         tap_type="uint8_t" if c < 256 else "uint16_t",
-        coef=coefficients(op, plane, -1, 1),
+        coef=coefficients(step),
         src=src,
         dst=dst,
         win=win,
     )
 
 
-def _codeconv(i, op, plane, t_in, out_hw, src, dst, win) -> CodeConv:
-    o, c, kh, kw = op.weight.shape
-    _, h, w = t_in.shape
-    packed = _pack_channels(op.weight.reshape(o, -1))
+def _codeconv(step: ConvStep, src, dst, win, out, add) -> CodeConv:
+    g = step.geo
+    o = g.o
+    packed = _pack_channels(step.weight.reshape(o, -1))
     return CodeConv(
-        index=i,
-        name=plane.name,
-        final=isinstance(plane, O.OutputAffine),
-        c=c,
-        h=h,
-        w=w,
-        o=o,
-        oh=out_hw[0],
-        ow=out_hw[1],
-        kh=kh,
-        kw=kw,
-        sh=op.stride[0],
-        sw=op.stride[1],
-        ph=op.padding[0],
-        pw=op.padding[1],
+        **g.fields(),
+        index=step.index,
+        name=step.name,
+        plane_out=step.mode is Mode.PLANE,
+        out=out,
+        add=add,
         onw=words(o),
-        kwords=words(c * kh * kw),
+        kwords=words(g.c * g.kh * g.kw),
         weights=tuple(_hex(v) for v in packed),
-        coef=coefficients(op, plane, min(t_in.lo, 0), max(t_in.hi, 0)),
+        coef=coefficients(step),
         src=src,
         dst=dst,
         win=win,
     )
 
 
-def _round(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
+def _pool_of(t: Tensor) -> str | None:
+    if t.output:
+        return None
+    return "planes" if t.storage is Storage.PLANE else "arena"
 
 
-def plan_arena(
-    tensors: list[int], scratch: list[int], names: list[str]
-) -> tuple[Arena, list[int], list[int]]:
-    """Offsets for a chain: layer ``i`` reads tensor ``i``, writes tensor ``i + 1`` and uses
-    ``scratch[i]``. Even tensors sit at the arena's start, odd ones at its end, scratch after
-    the even one; the size is the largest ``in + scratch + out`` (no placement does better)."""
-    sizes = [_round(v) for v in tensors]
-    scr = [_round(v) for v in scratch]
-    need = [sizes[i] + scr[i] + sizes[i + 1] for i in range(len(scr))] or [sizes[0]]
-    size = max(need)
-    offs = [0 if k % 2 == 0 else size - sizes[k] for k in range(len(sizes))]
-    scratch_offs = [sizes[i if i % 2 == 0 else i + 1] for i in range(len(scr))]
-    peak = names[need.index(size)] if scr else "input"
-    return Arena(size, sum(sizes) + sum(scr), peak), offs, scratch_offs
+def _bytes(t: Tensor) -> int:
+    return t.units() * (8 if t.storage is Storage.PLANE else 4)
 
 
 def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
     if schedule not in SCHEDULES:
         raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
-    ops, ins = graph.ops, graph.input_types()
-    first = ops[0]
-    c0, h0, w0 = graph.input.shape
-    if isinstance(first, O.QuantizeInput):
-        kind, scale = "quantize", float(np.float32(first.scale)).hex()
-        qmin, qmax = first.qmin, first.qmax
-        tensors = [4 * c0 * h0 * w0]  # codes as int32_t
-    else:
-        kind, scale, qmin, qmax = "sign", "0x1p+0", 0, 0
-        tensors = [4 * words(c0) * h0 * w0]
-    # First pass: the layers' shapes, schedules, tensor and scratch sizes.
-    steps: list[tuple] = []
-    scratch: list[int] = []
-    out_op: O.OutputAffine | None = None
-    i = 1
-    while i < len(ops):
-        op, t_in = ops[i], ins[i]
-        if isinstance(op, O.SumConv2d):
-            plane = ops[i + 1]
-            assert isinstance(plane, O.Threshold | O.OutputAffine)
-            o, c, kh, kw = op.weight.shape
-            _, oh, ow = plane.infer(op.infer(t_in)).shape
-            if isinstance(plane, O.OutputAffine):
-                if out_op is not None or i + 2 != len(ops):
-                    raise UnsupportedGraph(f"layer '{plane.name}': the output must come last")
-                out_op = plane
-            bits = t_in.kind is Kind.BIT
-            sched = choose(op, (oh, ow), schedule) if bits else "codes"
-            steps.append((i, op, plane, t_in, (oh, ow), sched))
-            # the window; a padded dense layer also counts b's ones per tap on entry
-            taps = o * kh * kw if sched == "dense" and op.padding != (0, 0) else 0
-            k = words(kh * kw * c) if compact(op.weight, op.padding) else kh * kw * words(c)
-            scratch.append(4 * (k + taps if bits else c * kh * kw))
-            tensors.append(0 if out_op is plane else 4 * words(o) * oh * ow)
-            i += 2
-        elif isinstance(op, O.BitMaxPool2d):
-            c, _, _ = t_in.shape
-            _, oh, ow = op.infer(t_in).shape
-            steps.append((i, op, None, t_in, (oh, ow), "pool"))
-            scratch.append(0)
-            tensors.append(4 * words(c) * oh * ow)
-            i += 1
-        elif isinstance(op, O.Flatten):
-            if t_in.kind is not Kind.ACC and t_in.shape[1:] != (1, 1):
-                raise UnsupportedGraph(
-                    f"layer '{op.name}': a Flatten of {t_in} must feed a BinaryLinear"
-                )
-            i += 1
-        else:
-            raise UnsupportedGraph(
-                f"layer '{op.name}' ({op.opname}) has no microcontroller lowering"
-            )
-    if out_op is None:
-        raise UnsupportedGraph("the graph has no output layer")
-    names = [(s[2] or s[1]).name for s in steps]
-    arena, offs, scratch_offs = plan_arena(tensors, scratch, names)
+    sched = core.schedule(NarrowThresholds().apply(graph))
+    inp = sched.input
+    choices = {
+        s.index: (choose(s, schedule) if s.bits_in else "codes")
+        for s in sched.steps
+        if isinstance(s, ConvStep)
+    }
+    scratch = {
+        s.index: ("arena", _scratch(s, choices[s.index]))
+        for s in sched.steps
+        if isinstance(s, ConvStep)
+    }
+    plan = core.plan_memory(sched, _pool_of, _bytes, scratch)
+
+    def at(t: Tensor) -> int:
+        return plan.offset(t) if not t.output else -1
+
+    def expr(t: Tensor) -> str:
+        if t.output:
+            return "acc"
+        if t.storage is Storage.PLANE:
+            return f"(bnc_planes + {plan.offset(t) // 8})"
+        ctype = "uint32_t" if t.storage is Storage.BITS else "int32_t"
+        return f"BNC_AT({ctype}, {plan.offset(t)})"
+
     layers: list[Layer] = []
-    for k, (i, op, plane, t_in, out_hw, sched) in enumerate(steps):
-        src, dst, win = offs[k], offs[k + 1], scratch_offs[k]
-        if sched == "pool":
-            c, h, w = t_in.shape
-            mask = tuple(_hex(v) for v in _pack_channels(op.and_mask[None]))
+    for step in sched.steps:
+        if isinstance(step, ConvStep):
+            win = plan.offset((step.index, "scratch"))
+            plane = step.mode is Mode.PLANE
+            out = expr(step.dst) if plane else ""
+            add = expr(step.acc_in) if step.acc_in is not None else ""
+            dst = at(step.dst) if not plane else -1
+            if choices[step.index] == "codes":
+                layers.append(_codeconv(step, at(step.src), dst, win, out, add))
+            else:
+                layers.append(_bitconv(step, choices[step.index], at(step.src), dst, win, out, add))
+        elif isinstance(step, PoolStep):
+            mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None]))
             layers.append(
-                Pool(
-                    i,
-                    op.name,
-                    c,
-                    h,
-                    w,
-                    *out_hw,
-                    *op.kernel,
-                    *op.stride,
-                    *op.padding,
-                    words(c),
-                    mask,
-                    src,
-                    dst,
-                )  # fmt: skip
+                Pool(**step.geo.fields(), index=step.index, name=step.name,
+                     nw=words(step.geo.c), and_words=mask, src=at(step.src), dst=at(step.dst))
+            )  # fmt: skip
+        elif isinstance(step, ConcatStep):
+            parts = tuple(
+                Part(expr(t), t.c, t.nw, off)
+                for t, off in zip(step.srcs, step.offsets, strict=True)
             )
-        elif sched == "codes":
-            layers.append(_codeconv(i, op, plane, t_in, out_hw, src, dst, win))
-        else:
-            layers.append(_bitconv(i, op, plane, t_in, out_hw, sched, src, dst, win))
+            _, h, w = step.dst.shape
+            layers.append(ConcatView(step.index, step.name, h, w, step.dst.nw, parts,
+                                     expr(step.dst)))  # fmt: skip
+        elif isinstance(step, SumPoolStep):
+            c, h, w = step.src.shape
+            kind = "bits" if step.src.storage is Storage.BITS else "codes"
+            layers.append(SumPoolView(step.index, step.name, kind, "int32_t", c, h, w, words(c),
+                                      expr(step.src), expr(step.dst)))  # fmt: skip
+    peak = plan.peak_step.get("arena", -1)
+    arena = Arena(
+        max(8, plan.sizes.get("arena", 0)),
+        plan.per_tensor.get("arena", 0),
+        sched.steps[peak].name if peak >= 0 else "input",
+    )
+    out_op = sched.out_affine
     o = out_op.scale.shape[0]
+    c0, h0, w0 = graph.input.shape
     return McuView(
         name=name,
         input_size=c0 * h0 * w0,
         output_size=graph.output.size,
-        input_kind=kind,
+        input_kind="sign" if inp.sign else "quantize",
         input_c=c0,
         input_h=h0,
         input_w=w0,
         input_nw=words(c0),
-        scale_hex=scale,
-        qmin=qmin,
-        qmax=qmax,
-        input_dst=offs[0],
+        scale_hex="0x1p+0" if inp.sign else float(np.float32(inp.scale)).hex(),
+        qmin=inp.qmin,
+        qmax=inp.qmax,
+        input_dst=at(inp.dst),
         layers=tuple(layers),
         arena=arena,
+        plane_words=plan.sizes.get("planes", 0) // 8,
         out_channels=o,
         out_per_channel=graph.output.size // o,
         out_scale=tuple(float(v).hex() for v in out_op.scale),

@@ -1,5 +1,6 @@
 """Training layers whose numerics the compiler reproduces exactly (DESIGN §2.3)."""
 
+from bnc.nn.graph import Concat, Residual
 from bnc.nn.layers import BinaryConv2d, BinaryLinear
 from bnc.nn.quant import GDQ, InputQuantizer, Sign, SymmetricQuantizer
 from bnc.nn.sparsity import (
@@ -14,7 +15,9 @@ __all__ = [
     "GDQ",
     "BinaryConv2d",
     "BinaryLinear",
+    "Concat",
     "InputQuantizer",
+    "Residual",
     "Sign",
     "SparsityRegularizer",
     "SparsitySchedule",

@@ -1,7 +1,7 @@
 """Passes from the import-level graph to the integer-only graph (DESIGN §2.4–2.8).
 
-Each pass is a frozen dataclass with a ``name`` and one ``apply(graph) -> Graph``; it returns a
-new, verified graph and never mutates its input.
+Each pass is a frozen dataclass with a ``name`` and one ``apply(graph) -> Graph``; it rewrites
+by value (``bnc.ir.rewrite``), returns a new, verified graph and never mutates its input.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bnc.ir import ops as O
-from bnc.ir.graph import Graph
+from bnc.ir.graph import Graph, Node
+from bnc.ir.rewrite import Builder, Rule, rewrite
 from bnc.ir.types import Kind
 
 # Precision of the integer planes: each channel's largest coefficient is scaled by a power of
@@ -43,6 +44,24 @@ def _fixed(values: list[np.ndarray], precision: int = PRECISION) -> tuple[list[n
     return [np.rint(np.ldexp(v, shift)).astype(np.int64) for v in values], shift
 
 
+class FanOutError(ValueError):
+    """A real-valued tensor is read by several layers (it would have to be stored)."""
+
+
+def _single_reader(graph: Graph, value: str, what: str) -> None:
+    """Refuse to fold a real value that several layers read: folding would compute its
+    sums once per reader, and storing it would need a real-valued (or requantized) tensor."""
+    readers = graph.users[value]
+    node = graph.producer(value)
+    if len(readers) > 1 and node is not None and graph.types[value].kind is Kind.REAL:
+        names = ", ".join(f"'{r.op.name}'" for r in readers)
+        raise FanOutError(
+            f"layer '{node.op.name}' ({node.op.opname}): its real-valued output is read by"
+            f" {len(readers)} layers ({names}) and {what}; bnc does not store real tensors:"
+            " insert bnc.nn.Sign after it so that they read bits"
+        )
+
+
 @dataclass(frozen=True)
 class LinearToConv:
     """``[Flatten] BinaryLinear`` becomes a ``BinaryConv2d`` whose kernel covers the whole
@@ -51,20 +70,19 @@ class LinearToConv:
     name: str = "linear-to-conv"
 
     def apply(self, graph: Graph) -> Graph:
-        out: list[O.Op] = []
-        in_types = graph.input_types()
-        for i, op in enumerate(graph.ops):
-            if isinstance(op, O.BinaryLinear):
-                src = in_types[i]
-                if out and isinstance(out[-1], O.Flatten):
-                    src = in_types[i - 1]
-                    out.pop()
-                c, h, w = src.shape
-                weight = op.weight.reshape(op.weight.shape[0], c, h, w)
-                out.append(O.BinaryConv2d(op.name, weight, op.alpha, op.beta, op.bias))
-            else:
-                out.append(op)
-        return graph.replace(out)
+        def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
+            op = node.op
+            if not isinstance(op, O.BinaryLinear):
+                return None
+            src = args[0]
+            flat = b.producer(src)
+            if flat is not None and isinstance(flat.op, O.Flatten):
+                src = flat.args[0]
+            c, h, w = b.types[src].shape
+            weight = op.weight.reshape(op.weight.shape[0], c, h, w)
+            return b.emit(O.BinaryConv2d(op.name, weight, op.alpha, op.beta, op.bias), (src,))
+
+        return rewrite(graph, rule)
 
 
 @dataclass(frozen=True)
@@ -72,29 +90,38 @@ class PushMaxPoolPastThreshold:
     """``MaxPool2d [BatchNorm]* Sign`` on real values becomes ``[BatchNorm]* Sign BitMaxPool2d``.
 
     Exact: BatchNorm is monotone per channel, so the max of the pre-activations maps to the OR
-    of the bits where it increases and to their AND where it decreases (gamma < 0).
+    of the bits where it increases and to their AND where it decreases (gamma < 0). Applies
+    where the pool and each BatchNorm have the next op as their only reader.
     """
 
     name: str = "push-max-pool-past-threshold"
 
     def apply(self, graph: Graph) -> Graph:
-        ops = list(graph.ops)
-        types = graph.input_types()
-        i = 0
-        while i < len(ops):
-            op = ops[i]
-            if isinstance(op, O.MaxPool2d) and types[i].kind is Kind.REAL:
-                j = i + 1
-                flip = np.zeros(types[i].channels, dtype=bool)
-                while j < len(ops) and isinstance(ops[j], O.BatchNorm):
-                    flip ^= ops[j].gamma < 0
-                    j += 1
-                if j < len(ops) and isinstance(ops[j], O.Sign):
-                    pool = O.BitMaxPool2d(op.name, op.kernel, op.stride, op.padding, flip)
-                    ops[i : j + 1] = [*ops[i + 1 : j + 1], pool]
-                    types = Graph(graph.input, tuple(ops)).input_types()
-            i += 1
-        return graph.replace(ops)
+        def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
+            if not isinstance(node.op, O.Sign):
+                return None
+            bns: list[O.BatchNorm] = []
+            v = node.args[0]
+            p = graph.producer(v)
+            while p is not None and isinstance(p.op, O.BatchNorm) and len(graph.users[v]) == 1:
+                bns.append(p.op)
+                v = p.args[0]
+                p = graph.producer(v)
+            if p is None or not isinstance(p.op, O.MaxPool2d) or len(graph.users[v]) != 1:
+                return None
+            pool = p.op
+            if graph.types[p.args[0]].kind is not Kind.REAL:
+                return None
+            x = b.map[p.args[0]]
+            flip = np.zeros(graph.types[v].channels, dtype=bool)
+            for bn in reversed(bns):
+                flip ^= bn.gamma < 0
+                x = b.emit(bn, (x,))
+            x = b.emit(node.op, (x,))
+            bit_pool = O.BitMaxPool2d(pool.name, pool.kernel, pool.stride, pool.padding, flip)
+            return b.emit(bit_pool, (x,))
+
+        return rewrite(graph, rule)
 
 
 @dataclass(frozen=True)
@@ -104,13 +131,15 @@ class LowerMaxPool:
     name: str = "lower-max-pool"
 
     def apply(self, graph: Graph) -> Graph:
-        out: list[O.Op] = []
-        for op, t in zip(graph.ops, graph.input_types(), strict=True):
-            if isinstance(op, O.MaxPool2d) and t.kind is Kind.BIT:
-                mask = np.zeros(t.channels, dtype=bool)
-                op = O.BitMaxPool2d(op.name, op.kernel, op.stride, op.padding, mask)
-            out.append(op)
-        return graph.replace(out)
+        def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
+            op = node.op
+            t = b.types[args[0]]
+            if not isinstance(op, O.MaxPool2d) or t.kind is not Kind.BIT:
+                return None
+            mask = np.zeros(t.channels, dtype=bool)
+            return b.emit(O.BitMaxPool2d(op.name, op.kernel, op.stride, op.padding, mask), args)
+
+        return rewrite(graph, rule)
 
 
 @dataclass(frozen=True)
@@ -122,16 +151,57 @@ class DecomposeGdq:
     name: str = "decompose-gdq"
 
     def apply(self, graph: Graph) -> Graph:
-        out: list[O.Op] = []
-        for op, t in zip(graph.ops, graph.input_types(), strict=True):
-            if isinstance(op, O.BinaryConv2d):
-                out.append(O.SumConv2d(op.name, op.weight, op.stride, op.padding))
-                a = op.alpha * t.scale
-                d = (op.beta - op.alpha) * t.scale
-                out.append(O.Affine(op.name, a, d, op.bias.astype(np.float64)))
-            else:
-                out.append(op)
-        return graph.replace(out)
+        def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
+            op = node.op
+            if not isinstance(op, O.BinaryConv2d):
+                return None
+            t = b.types[args[0]]
+            sums = b.emit(O.SumConv2d(op.name, op.weight, op.stride, op.padding), args)
+            a = (op.alpha * t.scale)[None]
+            d = ((op.beta - op.alpha) * t.scale)[None]
+            return b.emit(O.Affine(op.name, a, d, op.bias.astype(np.float64)), (sums,))
+
+        return rewrite(graph, rule)
+
+
+@dataclass(frozen=True)
+class FoldAdd:
+    """``Add`` of two real branches becomes one ``Affine`` over both branches' (T, S) pairs
+    (DESIGN §2.8). A branch is a binary layer's output (after BatchNorm folding) or a tensor
+    of bits / codes, read as a 1x1 layer with one-hot kernels (``S[o] = x[o]``, T unused)."""
+
+    name: str = "fold-add"
+
+    def apply(self, graph: Graph) -> Graph:
+        return rewrite(graph, self.rule(graph))
+
+    def rule(self, graph: Graph) -> Rule:
+        def operand(b: Builder, old: str, new: str, add: O.Add):
+            t = b.types[new]
+            p = b.producer(new)
+            if p is not None and isinstance(p.op, O.Affine):
+                _single_reader(graph, old, f"one of them is the add '{add.name}'")
+                return p.args, p.op.t, p.op.s, p.op.c
+            if t.kind in (Kind.BIT, Kind.INT):
+                c = t.channels
+                eye = np.eye(c, dtype=bool)[:, :, None, None]
+                sums = b.emit(O.SumConv2d(f"{add.name}.shortcut", eye), (new,))
+                return (sums,), np.zeros((1, c)), np.full((1, c), t.scale), np.zeros(c)
+            return None
+
+        def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
+            if not isinstance(node.op, O.Add):
+                return None
+            parts = [operand(b, o, n, node.op) for o, n in zip(node.args, args, strict=True)]
+            if any(p is None for p in parts):
+                return None
+            sums = tuple(a for p in parts for a in p[0])
+            t = np.concatenate([p[1] for p in parts])
+            s = np.concatenate([p[2] for p in parts])
+            c = sum(p[3] for p in parts)
+            return b.emit(O.Affine(node.op.name, t, s, np.asarray(c, dtype=np.float64)), sums)
+
+        return rule
 
 
 @dataclass(frozen=True)
@@ -141,69 +211,128 @@ class FoldBatchNorm:
     name: str = "fold-batch-norm"
 
     def apply(self, graph: Graph) -> Graph:
-        out: list[O.Op] = []
-        for op in graph.ops:
-            if isinstance(op, O.BatchNorm) and out and isinstance(out[-1], O.Affine):
-                prev = out.pop()
-                k = op.gamma / np.sqrt(op.var + op.eps)
-                c = k * (prev.c - op.mean) + op.beta
-                op = O.Affine(f"{prev.name}+{op.name}", k * prev.t, k * prev.s, c)
-            out.append(op)
-        return graph.replace(out)
+        return rewrite(graph, self.rule(graph))
+
+    def rule(self, graph: Graph) -> Rule:
+        def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
+            op = node.op
+            prev = b.producer(args[0])
+            if not isinstance(op, O.BatchNorm) or prev is None:
+                return None
+            if not isinstance(prev.op, O.Affine):
+                return None
+            _single_reader(graph, node.args[0], f"one of them is the BatchNorm '{op.name}'")
+            aff = prev.op
+            k = op.gamma / np.sqrt(op.var + op.eps)
+            c = k * (aff.c - op.mean) + op.beta
+            folded = O.Affine(f"{aff.name}+{op.name}", k * aff.t, k * aff.s, c)
+            return b.emit(folded, prev.args)
+
+        return rule
+
+
+@dataclass(frozen=True)
+class FoldAffine:
+    """``FoldBatchNorm`` and ``FoldAdd`` in one walk, so that any nesting of BatchNorms and
+    adds (``Sign(BN(BN(conv) + BN(conv)) + x)``) folds into one ``Affine``."""
+
+    name: str = "fold-affine"
+
+    def apply(self, graph: Graph) -> Graph:
+        rules = (FoldBatchNorm().rule(graph), FoldAdd().rule(graph))
+
+        def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
+            for r in rules:
+                out = r(b, node, args)
+                if out is not None:
+                    return out
+            return None
+
+        return rewrite(graph, rule)
+
+
+def _t_bound(b: Builder, sums: tuple[str, ...]) -> tuple[int, bool]:
+    """The sum over operands of each one's bound on |T| (= taps * max|x|), and whether every
+    operand reads bits."""
+    total, over_bits = 0, True
+    for v in sums:
+        conv = b.producer(v)
+        assert conv is not None and isinstance(conv.op, O.SumConv2d)
+        src = b.types[conv.args[0]]
+        total += int(np.prod(conv.op.weight.shape[1:])) * src.magnitude
+        over_bits &= src.kind is Kind.BIT
+    return total, over_bits
 
 
 @dataclass(frozen=True)
 class FoldSign:
-    """``Affine Sign`` becomes an integer ``Threshold``: per channel the coefficients are scaled
-    by one power of two (so the test's direction and ``sign(0) = +1`` are kept) and rounded
-    to ``plane_precision`` bits (24 to 40, as the layer's sums allow). ``gamma < 0`` flips
-    the test through the coefficients' signs and ``gamma = 0`` leaves only the constant."""
+    """``Affine Sign`` becomes an integer ``Threshold``: per channel the coefficients of every
+    operand are scaled by one power of two (so the test's direction and ``sign(0) = +1`` are
+    kept) and rounded to ``plane_precision`` bits (24 to 40, as the layer's sums allow).
+    ``gamma < 0`` flips the test through the coefficients' signs and ``gamma = 0`` leaves only
+    the constant."""
 
     name: str = "fold-sign"
 
     def apply(self, graph: Graph) -> Graph:
-        out: list[O.Op] = []
-        ins = graph.input_types()
-        for i, op in enumerate(graph.ops):
-            if isinstance(op, O.Sign) and out and isinstance(out[-1], O.Affine):
-                prev = out.pop()
-                conv = graph.ops[i - 2]
-                assert isinstance(conv, O.SumConv2d)
-                t_max = int(np.prod(conv.weight.shape[1:])) * ins[i - 2].magnitude
-                over_bits = ins[i - 2].kind is Kind.BIT
-                bits = plane_precision(t_max, DOUBLE_EXACT if over_bits else 62)
-                cols = [
-                    _fixed([prev.t[o : o + 1], prev.s[o : o + 1], prev.c[o : o + 1]], bits)[0]
-                    for o in range(prev.t.shape[0])
-                ]
-                t, s, c = (np.concatenate([col[k] for col in cols]) for k in range(3))
-                op = O.Threshold(f"{prev.name}+{op.name}", t, s, c)
-            out.append(op)
-        return graph.replace(out)
+        def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
+            prev = b.producer(args[0])
+            if not isinstance(node.op, O.Sign) or prev is None:
+                return None
+            if not isinstance(prev.op, O.Affine):
+                return None
+            _single_reader(graph, node.args[0], f"one of them is the Sign '{node.op.name}'")
+            aff = prev.op
+            t_max, over_bits = _t_bound(b, prev.args)
+            bits = plane_precision(t_max, DOUBLE_EXACT if over_bits else 62)
+            cols = [
+                _fixed([aff.t[:, o], aff.s[:, o], aff.c[o : o + 1]], bits)[0]
+                for o in range(aff.c.shape[0])
+            ]
+            t = np.stack([col[0] for col in cols], axis=1)
+            s = np.stack([col[1] for col in cols], axis=1)
+            c = np.concatenate([col[2] for col in cols])
+            return b.emit(O.Threshold(f"{aff.name}+{node.op.name}", t, s, c), prev.args)
+
+        return rewrite(graph, rule)
 
 
 @dataclass(frozen=True)
 class QuantizeOutput:
-    """The last ``Affine`` becomes ``OutputAffine``: per channel ``t`` and ``s`` in fixed point
-    with ``PRECISION`` bits, ``scale = 2^-shift`` and ``bias = c``."""
+    """The ``Affine`` the network returns (through any Flatten) becomes ``OutputAffine``: per
+    channel ``t`` and ``s`` in fixed point with ``PRECISION`` bits, ``scale = 2^-shift`` and
+    ``bias = c``."""
 
     name: str = "quantize-output"
 
     def apply(self, graph: Graph) -> Graph:
-        ops = list(graph.ops)
-        idx = [i for i, op in enumerate(ops) if isinstance(op, O.Affine)]
-        if not idx or any(not isinstance(op, O.Flatten) for op in ops[idx[-1] + 1 :]):
+        v = graph.result
+        p = graph.producer(v)
+        while p is not None and isinstance(p.op, O.Flatten):
+            v = p.args[0]
+            p = graph.producer(v)
+        if p is None or not isinstance(p.op, O.Affine):
             return graph
-        i = idx[-1]
-        aff = ops[i]
-        assert isinstance(aff, O.Affine)
-        ts, ss, scales = [], [], []
-        for o in range(aff.t.shape[0]):
-            (t, s), shift = _fixed([aff.t[o : o + 1], aff.s[o : o + 1]])
-            ts.append(t)
-            ss.append(s)
-            scales.append(math.ldexp(1.0, -shift))
-        ops[i] = O.OutputAffine(
-            aff.name, np.concatenate(ts), np.concatenate(ss), np.array(scales), aff.c.copy()
-        )
-        return graph.replace(ops)
+        target = v
+
+        def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
+            if node.out != target:
+                return None
+            aff = node.op
+            assert isinstance(aff, O.Affine)
+            ts, ss, scales = [], [], []
+            for o in range(aff.c.shape[0]):
+                (t, s), shift = _fixed([aff.t[:, o], aff.s[:, o]])
+                ts.append(t)
+                ss.append(s)
+                scales.append(math.ldexp(1.0, -shift))
+            out = O.OutputAffine(
+                aff.name,
+                np.stack(ts, axis=1),
+                np.stack(ss, axis=1),
+                np.array(scales),
+                aff.c.copy(),
+            )
+            return b.emit(out, args)
+
+        return rewrite(graph, rule)

@@ -1,0 +1,422 @@
+"""The lowering core every backend shares: one walk over the lowered DAG, one memory plan.
+
+``schedule(graph)`` turns the lowered graph into a ``Schedule``: the input decoding and a list
+of *steps* in execution order, each reading and writing ``Tensor`` records:
+
+* ``ConvStep``: one binary layer over bits or codes. A ``Threshold`` or ``OutputAffine`` over
+  ``K`` (T, S) pairs (a residual add folded in) becomes ``K`` steps: the first ``K - 1`` write
+  (and then add to) an int64 partial plane, the last adds that plane and thresholds it (or
+  writes the network's accumulator). A ``SumConv2d`` read by several planes is computed once
+  per reader;
+* ``PoolStep`` (max-pool of bits), ``ConcatStep`` (channels of several bit tensors),
+  ``SumPoolStep`` (a global average pool: the integer sum of bits or codes per channel).
+
+``Flatten`` is no step: it is the same memory (it only ever reshapes a (C, 1, 1) tensor or the
+network's accumulator). ``plan_memory`` places every tensor by liveness: a tensor lives from
+the step that writes it to the last step that reads it, fan-out and shortcuts included.
+Targets add only their own decisions (kernels, schedules, C types) on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+
+import numpy as np
+
+from bnc.errors import BncError
+from bnc.ir import ops as O
+from bnc.ir.graph import INPUT, Graph, Node
+
+WORD = 32
+
+
+class UnsupportedGraph(BncError):
+    """The lowered graph has a shape a backend cannot express."""
+
+
+def words(c: int) -> int:
+    return (c + WORD - 1) // WORD
+
+
+class ViewKind(StrEnum):
+    """What a target's layer view is; templates branch on ``L.kind`` (``"pool"``...)."""
+
+    CONV = "conv"  # a binary layer, generic / dense schedule
+    PLANAR = "planar"  # C: the planar schedule
+    CODES = "codes"  # Cortex-M: a layer over codes
+    POOL = "pool"
+    CONCAT = "concat"
+    SUM_POOL = "sum-pool"
+
+
+class Storage(Enum):
+    """How a tensor is held: packed bits ``[H][W][words]`` of uint32, integer codes (C, H, W),
+    the network input's codes (C, H, W), or an int64 plane (C, H, W)."""
+
+    BITS = "bits"
+    CODES = "codes"
+    INPUT_CODES = "input-codes"
+    PLANE = "plane"
+
+
+@dataclass(frozen=True)
+class Tensor:
+    id: int
+    value: str  # the IR value it holds
+    storage: Storage
+    shape: tuple[int, int, int]
+    lo: int = -1  # value range of codes
+    hi: int = 1
+    output: bool = False  # the network's accumulator (the caller's buffer, not planned)
+
+    @property
+    def c(self) -> int:
+        return self.shape[0]
+
+    @property
+    def elements(self) -> int:
+        c, h, w = self.shape
+        return c * h * w
+
+    @property
+    def nw(self) -> int:
+        return words(self.c)
+
+    def units(self) -> int:
+        """Words (bits, codes) or int64s (planes) it takes."""
+        c, h, w = self.shape
+        return words(c) * h * w if self.storage is Storage.BITS else c * h * w
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A window walk: input (C, H, W), output (O, OH, OW), kernel, stride and padding."""
+
+    c: int
+    h: int
+    w: int
+    o: int
+    oh: int
+    ow: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+
+    def fields(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Geometry)}
+
+    @property
+    def taps(self) -> int:
+        return self.kh * self.kw
+
+
+class Mode(Enum):
+    THRESHOLD = "threshold"  # writes bits: 1[plane + c >= 0]
+    PLANE = "plane"  # writes the int64 plane (a partial sum, or the network's accumulator)
+
+
+@dataclass(frozen=True)
+class InputStep:
+    sign: bool  # bnc.nn.Sign on the input (bits), else the input quantizer (codes)
+    scale: float
+    qmin: int
+    qmax: int
+    dst: Tensor
+
+
+@dataclass(frozen=True)
+class ConvStep:
+    index: int
+    name: str
+    geo: Geometry
+    src: Tensor
+    dst: Tensor
+    weight: np.ndarray  # bool (O, C, kh, kw)
+    t: tuple[int, ...]  # per output channel
+    s: tuple[int, ...]
+    c: tuple[int, ...]  # threshold constant (zeros in PLANE mode)
+    mode: Mode
+    acc_in: Tensor | None  # a partial plane to add before thresholding / writing
+
+    @property
+    def bits_in(self) -> bool:
+        return self.src.storage is Storage.BITS
+
+    @property
+    def final(self) -> bool:
+        return self.dst.output
+
+    @property
+    def value_range(self) -> tuple[int, int]:
+        """Range of one tap's value (0 for a padded tap included)."""
+        if self.bits_in:
+            return -1, 1
+        return min(self.src.lo, 0), max(self.src.hi, 0)
+
+
+@dataclass(frozen=True)
+class PoolStep:
+    index: int
+    name: str
+    geo: Geometry
+    src: Tensor
+    dst: Tensor
+    and_mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class ConcatStep:
+    index: int
+    name: str
+    srcs: tuple[Tensor, ...]
+    dst: Tensor
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """First output channel of each source."""
+        out, c = [], 0
+        for s in self.srcs:
+            out.append(c)
+            c += s.c
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class SumPoolStep:
+    index: int
+    name: str
+    src: Tensor
+    dst: Tensor
+
+
+Step = ConvStep | PoolStep | ConcatStep | SumPoolStep
+
+
+@dataclass(frozen=True)
+class Schedule:
+    input: InputStep
+    steps: tuple[Step, ...]
+    tensors: tuple[Tensor, ...]
+    output: Tensor
+    out_affine: O.OutputAffine
+
+    def reads(self, step: Step) -> tuple[Tensor, ...]:
+        if isinstance(step, ConcatStep):
+            return step.srcs
+        if isinstance(step, ConvStep) and step.acc_in is not None:
+            return (step.src, step.acc_in)
+        return (step.src,)
+
+    def readers(self, tensor: Tensor) -> list[Step]:
+        return [s for s in self.steps if tensor in self.reads(s)]
+
+
+def _geometry(t_in: tuple[int, int, int], out: tuple[int, int, int], kernel, stride, pad):
+    c, h, w = t_in
+    o, oh, ow = out
+    return Geometry(c, h, w, o, oh, ow, *kernel, *stride, *pad)
+
+
+def schedule(graph: Graph) -> Schedule:
+    """The steps of a lowered graph in execution order (see the module docstring)."""
+    tensors: list[Tensor] = []
+    by_value: dict[str, Tensor] = {}
+    steps: list[Step] = []
+
+    def tensor(value: str, storage: Storage, shape, lo=-1, hi=1, output=False) -> Tensor:
+        t = Tensor(len(tensors), value, storage, tuple(shape), lo, hi, output)
+        tensors.append(t)
+        return t
+
+    result = graph.result
+    while isinstance((p := graph.producer(result)) and p.op, O.Flatten):
+        result = p.args[0]
+    inp: InputStep | None = None
+    out_op: O.OutputAffine | None = None
+    out_tensor: Tensor | None = None
+    for node in graph.nodes:
+        op, ty = node.op, graph.types[node.out]
+        if isinstance(op, O.QuantizeInput | O.Sign):
+            if INPUT not in node.args or inp is not None:
+                raise UnsupportedGraph(f"layer '{op.name}': only the network input is quantized")
+            if isinstance(op, O.Sign):
+                dst = tensor(node.out, Storage.BITS, ty.shape)
+                inp = InputStep(True, 1.0, 0, 0, dst)
+            else:
+                dst = tensor(node.out, Storage.INPUT_CODES, ty.shape, op.qmin, op.qmax)
+                inp = InputStep(False, float(op.scale), op.qmin, op.qmax, dst)
+            by_value[node.out] = dst
+        elif isinstance(op, O.SumConv2d):
+            continue  # computed by the plane that reads it
+        elif isinstance(op, O.Threshold | O.OutputAffine):
+            final = isinstance(op, O.OutputAffine)
+            if final:
+                if node.out != result:
+                    raise UnsupportedGraph(f"layer '{op.name}': the output must be the result")
+                dst = tensor(node.out, Storage.PLANE, ty.shape, output=True)
+                out_op, out_tensor = op, dst
+            else:
+                dst = tensor(node.out, Storage.BITS, ty.shape)
+            order = _operand_order(graph, node)
+            partial: Tensor | None = None
+            for j, k in enumerate(order):
+                conv = graph.producer(node.args[k])
+                assert conv is not None and isinstance(conv.op, O.SumConv2d)
+                last = j == len(order) - 1
+                src = by_value[conv.args[0]]
+                cw = conv.op
+                geo = _geometry(
+                    graph.types[conv.args[0]].shape, ty.shape, cw.weight.shape[2:], cw.stride,
+                    cw.padding,
+                )  # fmt: skip
+                if last:
+                    out, mode = dst, (Mode.PLANE if final else Mode.THRESHOLD)
+                    cc = tuple(int(v) for v in op.c) if not final else (0,) * geo.o
+                else:
+                    if partial is None:
+                        partial = tensor(f"{node.out}.partial", Storage.PLANE, ty.shape)
+                    out, mode, cc = partial, Mode.PLANE, (0,) * geo.o
+                step = ConvStep(
+                    len(steps), op.name if last else f"{op.name}.{cw.name}", geo, src, out,
+                    cw.weight, tuple(int(v) for v in op.t[k]), tuple(int(v) for v in op.s[k]),
+                    cc, mode, partial if j > 0 else None,
+                )  # fmt: skip
+                steps.append(step)
+            by_value[node.out] = dst
+        elif isinstance(op, O.BitMaxPool2d):
+            src = by_value[node.args[0]]
+            dst = tensor(node.out, Storage.BITS, ty.shape)
+            geo = _geometry(src.shape, ty.shape, op.kernel, op.stride, op.padding)
+            steps.append(PoolStep(len(steps), op.name, geo, src, dst, op.and_mask))
+            by_value[node.out] = dst
+        elif isinstance(op, O.Concat):
+            srcs = tuple(by_value[a] for a in node.args)
+            dst = tensor(node.out, Storage.BITS, ty.shape)
+            steps.append(ConcatStep(len(steps), op.name, srcs, dst))
+            by_value[node.out] = dst
+        elif isinstance(op, O.GlobalAvgPool):
+            src = by_value[node.args[0]]
+            dst = tensor(node.out, Storage.CODES, ty.shape, ty.lo, ty.hi)
+            steps.append(SumPoolStep(len(steps), op.name, src, dst))
+            by_value[node.out] = dst
+        elif isinstance(op, O.Flatten):
+            src_t = graph.types[node.args[0]]
+            if node.args[0] != result and src_t.shape[1:] != (1, 1):
+                raise UnsupportedGraph(
+                    f"layer '{op.name}': a Flatten of {src_t} must feed a BinaryLinear"
+                )
+            if node.args[0] in by_value:
+                by_value[node.out] = by_value[node.args[0]]
+        else:
+            raise UnsupportedGraph(f"layer '{op.name}' ({op.opname}) has no lowering")
+    if inp is None or out_op is None or out_tensor is None:
+        raise UnsupportedGraph("the graph has no input quantizer or no output layer")
+    return Schedule(inp, tuple(steps), tuple(tensors), out_tensor, out_op)
+
+
+def _operand_order(graph: Graph, plane: Node) -> list[int]:
+    """The order a plane's (T, S) operands are computed in: the widest layer last (it
+    thresholds), identity shortcuts first."""
+
+    def cost(k: int) -> int:
+        conv = graph.producer(plane.args[k])
+        assert conv is not None and isinstance(conv.op, O.SumConv2d)
+        return int(conv.op.weight.size)
+
+    return sorted(range(len(plane.args)), key=lambda k: (cost(k), k))
+
+
+# --- the memory plan ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Region:
+    """One buffer of a pool: its byte offset and size, and the steps it is live over."""
+
+    key: object  # a Tensor, or (step index, "scratch")
+    offset: int
+    size: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Byte offsets in each pool (by name), the pools' sizes, and what one buffer per tensor
+    would take."""
+
+    regions: dict[object, Region]
+    sizes: dict[str, int]
+    per_tensor: dict[str, int]
+    peak_step: dict[str, int]
+
+    def offset(self, key: object) -> int:
+        return self.regions[key].offset
+
+
+ALIGN = 8
+
+
+def _round(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def plan_memory(
+    sched: Schedule,
+    pool_of: Callable[[Tensor], str | None],
+    size_of: Callable[[Tensor], int],
+    scratch: dict[int, tuple[str, int]] | None = None,
+) -> MemoryPlan:
+    """Place every tensor ``pool_of`` names a pool for (None: not planned) and every step's
+    scratch (``scratch[step index] = (pool, bytes)``). A tensor is live from the step that
+    writes it (-1: the input) through the last step that reads it; two buffers share bytes
+    only when their live ranges do not meet. Greedy by size, lowest free offset first."""
+    wanted: list[tuple[str, object, int, int, int]] = []
+    writer: dict[int, int] = {}
+    for step in sched.steps:
+        writer.setdefault(step.dst.id, step.index)
+    for t in sched.tensors:
+        pool = pool_of(t)
+        if pool is None:
+            continue
+        first = -1 if t is sched.input.dst else writer[t.id]
+        readers = [s.index for s in sched.readers(t)]
+        last = max([first, *readers])
+        wanted.append((pool, t, _round(size_of(t)), first, last))
+    for idx, (pool, size) in (scratch or {}).items():
+        wanted.append((pool, (idx, "scratch"), _round(size), idx, idx))
+    regions: dict[object, Region] = {}
+    sizes: dict[str, int] = {}
+    per_tensor: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    for pool in sorted({w[0] for w in wanted}):
+        mine = [w for w in wanted if w[0] == pool]
+        placed: list[Region] = []
+        for _, key, size, first, last in sorted(mine, key=lambda w: (-w[2], w[3], str(w[1]))):
+            busy = sorted(
+                (r.offset, r.offset + r.size)
+                for r in placed
+                if not (r.last < first or last < r.first)
+            )
+            off = 0
+            for lo, hi in busy:
+                if off + size <= lo:
+                    break
+                off = max(off, hi)
+            region = Region(key, off, size, first, last)
+            placed.append(region)
+            regions[key] = region
+        sizes[pool] = max((r.offset + r.size for r in placed), default=0)
+        per_tensor[pool] = sum(r.size for r in placed)
+        live = {
+            i: sum(r.size for r in placed if r.first <= i <= r.last)
+            for i in range(-1, len(sched.steps))
+        }
+        peak[pool] = max(live, key=lambda i: (live[i], -i))
+    return MemoryPlan(regions, sizes, per_tensor, peak)

@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from modelgen import random_batch, random_model  # noqa: E402
 
 SEEDS = range(16)
-_agree: list[tuple[int, float]] = []
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -25,7 +24,6 @@ def test_random_model_is_bit_exact_in_c(seed: int) -> None:
     x = random_batch(shape, 64, seed)
     report = climb(model, x, targets=("c",))
     assert report.targets_equal == {"c": True}, str(report)
-    _agree.append((report.samples, report.argmax_agreement))
     for name, rate in report.bit_agreement.items():
         assert rate >= 0.99, f"{name}: {report}"
 
@@ -59,7 +57,58 @@ def test_api_run_save_report(tmp_path: Path) -> None:
     folder = compiled.save(tmp_path / "out")
     for name in ("model.h", "model.c", "main.c", "Makefile", "CMakeLists.txt", "bnc.json"):
         assert (folder / name).is_file(), name
-    assert "kernel" in compiled.report().lower()
+    text = compiled.report()
+    for row in compiled.layers():  # every layer of the table, with its MACs
+        assert row.name in text
+        if row.macs:
+            assert f"{row.macs:,}" in text
     again = bnc.compile(model, torch.zeros(1, *shape)).save(tmp_path / "out2")
     for f in sorted(p.name for p in folder.iterdir() if p.is_file()):
         assert (folder / f).read_bytes() == (again / f).read_bytes(), f
+
+
+def _residual_model(seed: int) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+    """A bnc.nn graph model: identity and two-branch residual blocks, concat with fan-out,
+    global average pool, as a user would build it (random weights and statistics)."""
+    from torch import nn
+
+    import bnc.nn as bn
+
+    torch.manual_seed(seed)
+    c = 4 + seed % 5
+
+    def block(cin: int, cout: int, stride: int) -> nn.Module:
+        body = nn.Sequential(bn.BinaryConv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout))
+        short = None
+        if stride != 1 or cin != cout:
+            short = nn.Sequential(bn.BinaryConv2d(cin, cout, 1, stride), nn.BatchNorm2d(cout))
+        return nn.Sequential(bn.Residual(body, short), bn.Sign())
+
+    side = nn.Sequential(bn.BinaryConv2d(2 * c, 3, 3, 1, 1), nn.BatchNorm2d(3), bn.Sign())
+    model = nn.Sequential(
+        bn.InputQuantizer(input_shape=(2, 10, 10)),
+        bn.BinaryConv2d(2, c, 3, 1, 1), nn.BatchNorm2d(c), bn.Sign(),
+        block(c, c, 1), block(c, 2 * c, 2), bn.Concat(nn.Identity(), side),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), bn.BinaryLinear(2 * c + 3, 6), nn.BatchNorm1d(6),
+    )  # fmt: skip
+    rng = np.random.default_rng(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            n = m.num_features
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(rng.normal(size=n)))
+                m.bias.copy_(torch.from_numpy(rng.normal(scale=0.5, size=n)))
+                m.running_mean.copy_(torch.from_numpy(rng.normal(scale=2.0, size=n)))
+                m.running_var.copy_(torch.from_numpy(rng.uniform(0.3, 3.0, size=n)))
+    return model.eval(), (2, 10, 10)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_residual_models_are_bit_exact_on_c_and_cortex_m(seed: int) -> None:
+    model, shape = _residual_model(seed)
+    x = random_batch(shape, 128 if seed else 32, seed)
+    report = climb(model, x, targets=("c", "cortex-m4") if seed == 0 else ("c",))
+    assert report.bit_exact, str(report)
+    assert report.argmax_agreement >= 0.99, str(report)
+    for name, rate in report.bit_agreement.items():
+        assert rate >= 0.99, f"{name}: {report}"

@@ -217,6 +217,54 @@ class Schedule:
         return [s for s in self.steps if tensor in self.reads(s)]
 
 
+@dataclass(frozen=True)
+class ModelIO:
+    """What every C dialect's model view shares: the input decoding (the quantizer's scale as a
+    float32 hex literal, or Sign) and the output's per-channel affine (hex doubles)."""
+
+    name: str
+    input_size: int
+    output_size: int
+    input_kind: str  # "quantize" or "sign"
+    input_c: int
+    input_h: int
+    input_w: int
+    input_nw: int
+    scale_hex: str
+    qmin: int
+    qmax: int
+    out_channels: int
+    out_per_channel: int
+    out_scale: tuple[str, ...]
+    out_bias: tuple[str, ...]
+
+    @staticmethod
+    def of(graph: Graph, sched: Schedule, name: str) -> ModelIO:
+        inp, out = sched.input, sched.out_affine
+        c, h, w = graph.input.shape
+        o = out.scale.shape[0]
+        return ModelIO(
+            name=name,
+            input_size=c * h * w,
+            output_size=graph.output.size,
+            input_kind="sign" if inp.sign else "quantize",
+            input_c=c,
+            input_h=h,
+            input_w=w,
+            input_nw=words(c),
+            scale_hex="0x1p+0" if inp.sign else float(np.float32(inp.scale)).hex(),
+            qmin=inp.qmin,
+            qmax=inp.qmax,
+            out_channels=o,
+            out_per_channel=graph.output.size // o,
+            out_scale=tuple(float(v).hex() for v in out.scale),
+            out_bias=tuple(float(v).hex() for v in out.bias),
+        )
+
+    def fields(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelIO)}
+
+
 def _geometry(t_in: tuple[int, int, int], out: tuple[int, int, int], kernel, stride, pad):
     c, h, w = t_in
     o, oh, ow = out

@@ -42,6 +42,7 @@ from bnc.backends.core import (
     ConvStep,
     Geometry,
     Mode,
+    ModelIO,
     PoolStep,
     Schedule,
     Storage,
@@ -187,18 +188,7 @@ Layer = ConvView | PlanarView | PoolView | ConcatView | SumPoolView
 
 
 @dataclass(frozen=True)
-class ModelView:
-    name: str
-    input_size: int
-    output_size: int
-    input_kind: str  # "quantize" or "sign"
-    input_c: int
-    input_h: int
-    input_w: int
-    input_nw: int
-    scale_hex: str
-    qmin: int
-    qmax: int
+class ModelView(ModelIO):
     input_dst: str
     arena_words: int
     plane_words: int  # int64s of the partial-plane arena (0: none)
@@ -209,10 +199,6 @@ class ModelView:
     nib_size: int  # bytes of the planar schedule's nibble planes (0: no planar layer)
     pc_size: int  # padded positions of the largest planar input
     q_size: int  # flat output positions of the largest planar layer
-    out_channels: int
-    out_per_channel: int
-    out_scale: tuple[str, ...]
-    out_bias: tuple[str, ...]
 
     @property
     def nibble_tables(self) -> bool:
@@ -439,23 +425,10 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
             kind = "bits" if step.src.storage is Storage.BITS else "codes"
             layers.append(SumPoolView(step.index, step.name, kind, elem_type(step.src), c, h, w,
                                       words(c), ptr(step.src), ptr(step.dst)))  # fmt: skip
-    out_t = graph.output
-    out_op = sched.out_affine
-    c0, h0, w0 = graph.input.shape
-    o = out_op.scale.shape[0]
     planar = [v for v in layers if isinstance(v, PlanarView)]
+    c0, h0, w0 = graph.input.shape
     return ModelView(
-        name=name,
-        input_size=c0 * h0 * w0,
-        output_size=out_t.size,
-        input_kind="sign" if inp.sign else "quantize",
-        input_c=c0,
-        input_h=h0,
-        input_w=w0,
-        input_nw=words(c0),
-        scale_hex="0x1p+0" if inp.sign else float(np.float32(inp.scale)).hex(),
-        qmin=inp.qmin,
-        qmax=inp.qmax,
+        **ModelIO.of(graph, sched, name).fields(),
         input_dst=ptr(inp.dst),
         arena_words=max(1, plan.sizes.get("words", 0) // 4),
         plane_words=plan.sizes.get("planes", 0) // 8,
@@ -469,8 +442,4 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
         nib_size=max((v.planes * v.ps for v in planar), default=0),
         pc_size=max((v.ps for v in planar), default=0),
         q_size=max((v.qmax for v in planar), default=0),
-        out_channels=o,
-        out_per_channel=out_t.size // o,
-        out_scale=tuple(float(v).hex() for v in out_op.scale),
-        out_bias=tuple(float(v).hex() for v in out_op.bias),
     )

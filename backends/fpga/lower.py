@@ -43,7 +43,7 @@ from typing import ClassVar
 import numpy as np
 
 from bnc.backends import core
-from bnc.backends.core import ConvStep, PoolStep, UnsupportedGraph
+from bnc.backends.core import ConvStep, Geometry, PoolStep, UnsupportedGraph
 from bnc.errors import BncError
 from bnc.ir.graph import Graph
 from bnc.ir.narrow import bits
@@ -86,23 +86,12 @@ class Lane:
 
 
 @dataclass(frozen=True)
-class Window:
+class Window(Geometry):
     """What every engine shares: its place, its input and output sizes and the window the
     sliding-window generator walks (``G`` passes per output pixel)."""
 
-    index: int
-    name: str
-    c: int
-    h: int
-    w: int
-    oh: int
-    ow: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    ph: int
-    pw: int
+    index: int = 0
+    name: str = ""
 
     @property
     def groups(self) -> int:
@@ -128,7 +117,6 @@ class Window:
 @dataclass(frozen=True)
 class ConvEngine(Window):
     kind: ClassVar[str] = "conv"
-    o: int = 1
     passes: int = 1  # G
     pe: int = 1
     bits_in: bool = True
@@ -178,10 +166,6 @@ class ConvEngine(Window):
 class PoolEngine(Window):
     kind: ClassVar[str] = "pool"
     and_mask: str = "0"
-
-    @property
-    def o(self) -> int:
-        return self.c
 
     @property
     def in_word(self) -> int:
@@ -396,7 +380,7 @@ def _conv(index: int, step: ConvStep, budget: int) -> ConvEngine:
     lanes, live, dead = _lanes(step, coefs, passes, pe, block, bits_in, tap_w, coef_w)
     one_hot = sorted({col.row for lane in lanes for col in lane.columns if col.kind == "tap"})
     return ConvEngine(
-        index, step.name, c, g.h, g.w, g.oh, g.ow, kh, kw, g.sh, g.sw, g.ph, g.pw, o=o,
+        **g.fields(), index=index, name=step.name,
         passes=passes, pe=pe, bits_in=bits_in, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
         output=final, block=block, rows=rows, lanes=lanes, one_hot_rows=tuple(one_hot),
         live=live, dead=dead, luts=cost[passes],
@@ -469,8 +453,8 @@ def lower(
             g = step.geo
             engines.append(
                 PoolEngine(
-                    len(engines), step.name, g.c, g.h, g.w, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw,
-                    g.ph, g.pw, and_mask=_hex(list(step.and_mask.astype(np.uint8))),
+                    **g.fields(), index=len(engines), name=step.name,
+                    and_mask=_hex(list(step.and_mask.astype(np.uint8))),
                 )
             )  # fmt: skip
     if not engines or not isinstance(engines[-1], ConvEngine) or not engines[-1].output:

@@ -36,6 +36,7 @@ from bnc.backends.core import (
     ConvStep,
     Geometry,
     Mode,
+    ModelIO,
     PoolStep,
     Storage,
     SumPoolStep,
@@ -178,26 +179,11 @@ class Arena:
 
 
 @dataclass(frozen=True)
-class McuView:
-    name: str
-    input_size: int
-    output_size: int
-    input_kind: str  # "quantize" or "sign"
-    input_c: int
-    input_h: int
-    input_w: int
-    input_nw: int
-    scale_hex: str
-    qmin: int
-    qmax: int
+class McuView(ModelIO):
     input_dst: int
     layers: tuple[Layer, ...]
     arena: Arena
     plane_words: int  # int64s of the partial-plane arena (0: none)
-    out_channels: int
-    out_per_channel: int
-    out_scale: tuple[str, ...]
-    out_bias: tuple[str, ...]
 
     @property
     def weight_bytes(self) -> int:
@@ -433,27 +419,10 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
         plan.per_tensor.get("arena", 0),
         sched.steps[peak].name if peak >= 0 else "input",
     )
-    out_op = sched.out_affine
-    o = out_op.scale.shape[0]
-    c0, h0, w0 = graph.input.shape
     return McuView(
-        name=name,
-        input_size=c0 * h0 * w0,
-        output_size=graph.output.size,
-        input_kind="sign" if inp.sign else "quantize",
-        input_c=c0,
-        input_h=h0,
-        input_w=w0,
-        input_nw=words(c0),
-        scale_hex="0x1p+0" if inp.sign else float(np.float32(inp.scale)).hex(),
-        qmin=inp.qmin,
-        qmax=inp.qmax,
+        **ModelIO.of(graph, sched, name).fields(),
         input_dst=at(inp.dst),
         layers=tuple(layers),
         arena=arena,
         plane_words=plan.sizes.get("planes", 0) // 8,
-        out_channels=o,
-        out_per_channel=graph.output.size // o,
-        out_scale=tuple(float(v).hex() for v in out_op.scale),
-        out_bias=tuple(float(v).hex() for v in out_op.bias),
     )

@@ -281,3 +281,68 @@ def test_cortex_m_bad_options(model_file: Path, tmp_path: Path, capsys) -> None:
     one_error_line(capsys, [*base, "--schedule", "sparse"], "schedule 'sparse'", "generic")
     one_error_line(capsys, [*base, "--target", "cortex-m7", "--fps-target", "10"], "fpga")
     assert not out.exists()
+
+
+class _Graph(nn.Module):
+    """A graph model with its own forward, saved as a torch.export program (no --trust)."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.form = form
+        self.q = bn.InputQuantizer(input_shape=(1, 6, 6))
+        self.c1, self.b1 = bn.BinaryConv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.c2, self.b2 = bn.BinaryConv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.sign = bn.Sign()
+        self.fc = bn.BinaryLinear(144, 3)
+        gen = torch.Generator().manual_seed(5)
+        for b in (self.b1, self.b2):  # statistics off the integer grid, as after training
+            b.running_mean.copy_(torch.randn(4, generator=gen))
+            b.running_var.copy_(torch.rand(4, generator=gen) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.b1(self.c1(self.q(x)))
+        s = self.sign(y)
+        if self.form == "mul":
+            s = s * 2
+        elif self.form == "shapes":
+            s = self.sign(self.b2(self.c2(s)) + s.mean(dim=(2, 3), keepdim=True))
+        elif self.form == "real-shortcut":
+            s = self.sign(self.b2(self.c2(s)) + y)
+        else:
+            s = self.sign(self.b2(self.c2(s)) + s)
+        return self.fc(s.flatten(1))
+
+
+@pytest.mark.parametrize(
+    ("form", "needles"),
+    [
+        ("mul", ("operation 'mul'", "not supported")),
+        ("shapes", ("differ in shape",)),
+        ("real-shortcut", ("read by 2 layers", "insert bnc.nn.Sign")),
+    ],
+)
+def test_bad_graphs(form: str, needles: tuple[str, ...], tmp_path: Path, capsys) -> None:
+    path = tmp_path / f"{form}.pt2"
+    program = torch.export.export(_Graph(form).eval(), (torch.zeros(1, 1, 6, 6),))
+    torch.export.save(program, path)
+    out = tmp_path / "o"
+    one_error_line(capsys, ["compile", str(path), "-o", str(out)], *needles)
+    assert not out.exists()
+
+
+def test_graph_program_compiles_and_equals_pytorch(tmp_path: Path, capsys) -> None:
+    """The same model with a bit shortcut, as a torch.export program: c equals PyTorch's
+    arg-max on random inputs and the interpreter bit for bit."""
+    model = _Graph("residual").eval()
+    path = tmp_path / "res.pt2"
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 1, 6, 6),)), path)
+    x = random_batch((1, 6, 6), 64, 3)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["compile", str(path), "-o", str(tmp_path / "out")]) == 0
+    assert main(["run", str(tmp_path / "out"), "--input", str(tmp_path / "x.npy"),
+                 "--output", str(tmp_path / "y.npy")]) == 0  # fmt: skip
+    y = np.load(tmp_path / "y.npy")
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.98
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-3)

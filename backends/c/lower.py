@@ -148,6 +148,11 @@ class Part:
     def aligned(self) -> bool:
         return self.offset % WORD == 0
 
+    @property
+    def word(self) -> int:
+        """The output word the source starts in."""
+        return self.offset // WORD
+
 
 @dataclass(frozen=True)
 class ConcatView:
@@ -158,6 +163,10 @@ class ConcatView:
     onw: int
     parts: tuple[Part, ...]
     dst: str
+
+    @property
+    def hw(self) -> int:
+        return self.h * self.w
 
     kind = ViewKind.CONCAT
     schedule = "-"
@@ -179,6 +188,10 @@ class SumPoolView:
     src: str
     dst: str
 
+    @property
+    def hw(self) -> int:
+        return self.h * self.w
+
     kind = ViewKind.SUM_POOL
     schedule = "-"
     weight_bytes = 0
@@ -199,6 +212,11 @@ class ModelView(ModelIO):
     nib_size: int  # bytes of the planar schedule's nibble planes (0: no planar layer)
     pc_size: int  # padded positions of the largest planar input
     q_size: int  # flat output positions of the largest planar layer
+
+    @property
+    def nibble_table(self) -> tuple[tuple[int, ...], ...]:
+        """``[m][n] = popcount(m & n)`` for 4-bit ``m`` and ``n``."""
+        return tuple(tuple(bin(a & b).count("1") for b in range(16)) for a in range(16))
 
     @property
     def nibble_tables(self) -> bool:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bnc.backends.c.emit import FILES, emit
 from bnc.backends.c.lower import PlanarView
@@ -235,3 +237,15 @@ def test_graphs_on_arm(target: CTarget, tmp_path: Path) -> None:
         folder = tmp_path / str(seed)
         folder.mkdir()
         check(graph, random_input(graph, 4, seed), target.name, folder)
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**16), blocks=st.integers(0, 5))
+def test_random_graphs_property(seed: int, blocks: int, tmp_path: Path) -> None:
+    """Hypothesis over graph structure; a failure shrinks to the fewest blocks."""
+    graph = lower(random_dag(seed, blocks))
+    folder = tmp_path / f"{seed}-{blocks}"
+    folder.mkdir()
+    check(graph, random_input(graph, 6, seed), "c", folder)

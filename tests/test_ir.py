@@ -23,7 +23,7 @@ from bnc.ir.printer import dump
 from bnc.ir.types import Kind, TensorType, bits, real
 
 sys.path.insert(0, str(Path(__file__).parent))
-from irgen import batch_norm, random_graph, random_input, residual_graph  # noqa: E402
+from irgen import batch_norm, random_dag, random_graph, random_input, residual_graph  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -127,17 +127,39 @@ def test_zero_gamma_gives_a_constant_channel() -> None:
     assert (bits_out[0][:, 0] == 1).all() and (bits_out[0][:, 1] == 0).all()
 
 
-@pytest.mark.parametrize("seed", range(60))
-def test_lowered_graph_agrees_with_the_real_graph(seed: int) -> None:
-    graph = random_graph(seed)
+@pytest.mark.parametrize("make", [random_graph, random_dag], ids=["chain", "graph"])
+def test_lowered_graph_agrees_with_the_real_graph(make) -> None:
+    """Over 60 random graphs x 40 inputs, the integer graph's arg-max equals the real graph's on
+    at least 99.9 % of inputs and 99.9 % of outputs are equal up to the fixed point's
+    rounding (DESIGN §2.2; both are 100 % today)."""
+    total = agree = close = elements = 0
+    for seed in range(60):
+        graph = make(seed)
+        lowered = lower(graph)
+        assert all(isinstance(op, O.LOWERED_OPS) for op in lowered.ops)
+        x = random_input(graph, 40, seed)
+        ref = interp.run(graph, x).reshape(40, -1)
+        got = dequantize_flat(interp.run(lowered, x).reshape(40, -1), output_op(lowered))
+        total += 40
+        agree += int((ref.argmax(1) == got.argmax(1)).sum())
+        near = np.isclose(ref, got, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+        close, elements = close + int(near.sum()), elements + near.size
+    assert agree / total >= 0.999, f"arg-max agrees on {agree} of {total}"
+    assert close / elements >= 0.999, f"{close} of {elements} outputs agree"
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), blocks=st.integers(0, 5))
+def test_random_graphs_lower_and_keep_their_decisions(seed: int, blocks: int) -> None:
+    """A hypothesis sweep over graph structure (shrinks to the fewest blocks): every graph
+    lowers, verifies, and its integer activations decide like the real ones."""
+    graph = random_dag(seed, blocks)
     lowered = lower(graph)
-    assert all(isinstance(op, O.LOWERED_OPS) for op in lowered.ops)
-    x = random_input(graph, 40, seed)
-    ref = interp.run(graph, x).reshape(40, -1)
-    got = dequantize_flat(interp.run(lowered, x).reshape(40, -1), output_op(lowered))
-    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.95
-    close = np.isclose(ref, got, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
-    assert close.mean() >= 0.95
+    lowered.verify()
+    x = random_input(graph, 16, seed)
+    ref = interp.run(graph, x).reshape(16, -1)
+    got = dequantize_flat(interp.run(lowered, x).reshape(16, -1), output_op(lowered))
+    assert (ref.argmax(1) == got.argmax(1)).all()
 
 
 def test_max_pool_moves_past_a_decreasing_threshold_as_and() -> None:

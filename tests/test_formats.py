@@ -119,3 +119,39 @@ def test_batch_norm_eps_is_read_by_name(eps: float) -> None:
 
     got = bnc.compile(m, torch.zeros(1, 3, 10, 10)).run(x.numpy())
     assert np.allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def graph_model() -> nn.Sequential:
+    """Residual blocks (identity and two-branch), a concat with fan-out, a global pool."""
+    torch.manual_seed(1)
+
+    def body(cin: int, cout: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(bn.BinaryConv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout))
+
+    down = nn.Sequential(bn.BinaryConv2d(5, 6, 1, 2), nn.BatchNorm2d(6))
+    m = nn.Sequential(
+        bn.InputQuantizer(signed=True, scale=1 / 100, input_shape=(3, 10, 10)),
+        *body(3, 5, 1), bn.Sign(),
+        bn.Residual(body(5, 5, 1)), bn.Sign(),
+        bn.Residual(body(5, 6, 2), down), bn.Sign(),
+        bn.Concat(nn.Identity(), nn.Sequential(*body(6, 2, 1), bn.Sign())),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), bn.BinaryLinear(8, 4), nn.BatchNorm1d(4),
+    )  # fmt: skip
+    for sub in m.modules():
+        if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+            sub.running_mean.normal_()
+            sub.weight.data.normal_()
+    return m.eval()
+
+
+@pytest.mark.parametrize("kind", ["pickle", "torchscript", "export"])
+def test_graph_formats_match_pytorch(kind: str, tmp_path: Path) -> None:
+    """A graph model reads the same from every format (pickle without --trust)."""
+    m = graph_model()
+    imported = load_model(save(m, kind, tmp_path / "g.bin"))
+    ops = {type(op).__name__ for op in imported.graph.ops}
+    assert {"Add", "Concat", "GlobalAvgPool"} <= ops
+    x = torch.rand(32, 3, 10, 10) * 2 - 1
+    ref = m(x).detach().numpy()
+    got = interp.run(imported.graph, x.numpy()).reshape(32, -1)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)

@@ -112,3 +112,22 @@ def test_residual_models_are_bit_exact_on_c_and_cortex_m(seed: int) -> None:
     assert report.argmax_agreement >= 0.99, str(report)
     for name, rate in report.bit_agreement.items():
         assert rate >= 0.99, f"{name}: {report}"
+
+
+def test_pytorch_argmax_agreement_over_residual_models() -> None:
+    """DESIGN §2.2 on graph models: >= 99.9 % over 12 random residual models x 256 inputs."""
+    from bnc.api import dequantize_flat, output_op
+    from bnc.ir.interpreter import run
+
+    total = agree = 0
+    for seed in range(12):
+        model, shape = _residual_model(100 + seed)
+        compiled = bnc.compile(model, shape)
+        x = random_batch(shape, 256, seed)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy().reshape(len(x), -1)
+        acc = run(compiled.lowered, x).reshape(len(x), -1)
+        ours = dequantize_flat(acc, output_op(compiled.lowered))
+        total += len(x)
+        agree += int((ref.argmax(1) == ours.argmax(1)).sum())
+    assert agree / total >= 0.999, f"{agree}/{total}"

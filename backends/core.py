@@ -152,6 +152,16 @@ class ConvStep:
     def final(self) -> bool:
         return self.dst.output
 
+    def view_fields(self) -> dict[str, object]:
+        """What every target's layer view of this step starts with: the geometry, the step's
+        index and name, and whether it writes an int64 plane (else bits)."""
+        return {
+            **self.geo.fields(),
+            "index": self.index,
+            "name": self.name,
+            "plane_out": self.mode is Mode.PLANE,
+        }
+
     @property
     def value_range(self) -> tuple[int, int]:
         """Range of one tap's value (0 for a padded tap included)."""

@@ -41,7 +41,6 @@ from bnc.backends.core import (
     ConcatStep,
     ConvStep,
     Geometry,
-    Mode,
     ModelIO,
     PoolStep,
     Schedule,
@@ -311,10 +310,7 @@ def _planar(step: ConvStep, src: str, dst: str, add: str, unit: str) -> PlanarVi
         for k in range(o)
     )
     return PlanarView(
-        **g.fields(),
-        index=step.index,
-        name=step.name,
-        plane_out=step.mode is Mode.PLANE,
+        **step.view_fields(),
         add=add,
         unit=unit,
         nw=words(c),
@@ -354,12 +350,9 @@ def _generic(step: ConvStep, src: str, dst: str, add: str, src_type: str) -> Con
         wts = tuple(str(int(v)) for v in step.weight.reshape(o, -1).T.reshape(-1))
         nnz = ()
     return ConvView(
-        **step.geo.fields(),
-        index=step.index,
-        name=step.name,
+        **step.view_fields(),
         input=wk,
         src_type=src_type,
-        plane_out=step.mode is Mode.PLANE,
         add=add,
         nw=words(step.geo.c),
         onw=words(o),

@@ -296,10 +296,7 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add) -> BitConv:
     if k << 5 >= 1 << 32:
         raise UnsupportedGraph(f"layer '{step.name}': a window of {k} words is too large")
     return BitConv(
-        **g.fields(),
-        index=step.index,
-        name=step.name,
-        plane_out=step.mode is Mode.PLANE,
+        **step.view_fields(),
         out=out,
         add=add,
         schedule=schedule,
@@ -328,10 +325,7 @@ def _codeconv(step: ConvStep, src, dst, win, out, add) -> CodeConv:
     o = g.o
     packed = _pack_channels(step.weight.reshape(o, -1))
     return CodeConv(
-        **g.fields(),
-        index=step.index,
-        name=step.name,
-        plane_out=step.mode is Mode.PLANE,
+        **step.view_fields(),
         out=out,
         add=add,
         onw=words(o),

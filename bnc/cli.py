@@ -188,7 +188,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"bnc {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    c = sub.add_parser("compile", help="compile a model to a target folder")
+    c = sub.add_parser(
+        "compile",
+        help="compile a model to a target folder",
+        description="Compile a model to a target folder. Models: bnc.nn layers (BinaryConv2d,"
+        " BinaryLinear, InputQuantizer, Sign) with BatchNorm, max-pools and global average"
+        " pools, as a chain or a graph (residual +, torch.cat, bnc.nn.Residual / Concat,"
+        " fan-out). The fpga target streams chains only.",
+    )
     c.add_argument("model", help="torch.save module, TorchScript archive or torch.export program")
     c.add_argument(
         "--target",

@@ -121,9 +121,23 @@ class LayerInfo:
     acc_bits: int
 
 
+def is_identity(conv: O.SumConv2d) -> bool:
+    """A 1x1, stride-1 layer whose kernels are the identity: the read of a residual shortcut
+    (``S[o] = x[o]``) that ``FoldAdd`` makes, not a layer of the model."""
+    w = conv.weight
+    o, c, kh, kw = w.shape
+    return (
+        (kh, kw) == (1, 1)
+        and o == c
+        and conv.stride == (1, 1)
+        and bool((w[:, :, 0, 0] == np.eye(o, dtype=bool)).all())
+    )
+
+
 def layer_table(graph: Graph) -> list[LayerInfo]:
     """One row per layer: a binary layer (``SumConv2d`` with the plane that reads it), a pool,
-    a concat; reshapes and the identity reads of residual shortcuts are not rows."""
+    a concat, and the identity read of a residual shortcut (op ``Shortcut``: no weights, no
+    MACs, so totals count only the model's own binary weights); reshapes are not rows."""
     rows: list[LayerInfo] = []
     plane = layer_widths(graph)
     for node in graph.nodes:
@@ -134,6 +148,11 @@ def layer_table(graph: Graph) -> list[LayerInfo]:
         t_out = graph.types[node.out]
         kernels, macs, wbytes, acc = None, 0, 0, 0
         bits = "-"
+        if isinstance(op, O.SumConv2d) and is_identity(op):
+            reader = graph.users[node.out][0]
+            rows.append(LayerInfo(op.name, "Shortcut", t_in, graph.types[reader.out], "-", None,
+                                  0, 0, plane[reader.op.name].plane_bits))  # fmt: skip
+            continue
         if isinstance(op, O.SumConv2d):
             reader = graph.users[node.out][0]
             t_out = graph.types[reader.out]

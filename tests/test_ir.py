@@ -244,3 +244,13 @@ def test_ir_dump_matches_golden(request: pytest.FixtureRequest) -> None:
         path.write_text(text)
     assert path.exists(), f"{path} is missing; run pytest --update-golden and review it"
     assert text == path.read_text()
+
+
+def test_layer_table_shows_shortcuts_without_weights() -> None:
+    graph = lower(residual_graph())
+    rows = analysis.layer_table(graph)
+    shortcuts = [r for r in rows if r.op == "Shortcut"]
+    assert shortcuts and all(r.kernels is None and r.macs == 0 for r in shortcuts)
+    convs = [n.op for n in graph.nodes if isinstance(n.op, O.SumConv2d)]
+    model_weights = sum(c.weight.size for c in convs if not analysis.is_identity(c))
+    assert sum(r.kernels.weights for r in rows if r.kernels) == model_weights

@@ -177,6 +177,10 @@ class Arena:
     per_tensor: int  # bytes with one buffer per tensor and per scratch
     peak_layer: str  # the layer whose input + scratch + output set the size
 
+    @property
+    def words(self) -> int:
+        return self.size // 4
+
 
 @dataclass(frozen=True)
 class McuView(ModelIO):

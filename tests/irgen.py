@@ -196,3 +196,16 @@ def residual_graph() -> Graph:
         if {"Add", "Concat", "GlobalAvgPool"} <= names:
             return g
     raise AssertionError("no seed gives every form")
+
+
+def real_concat_graph(seed: int) -> Graph:
+    """``Sign(BN(cat(conv_a(x), conv_b(x))))``: a concat of real branches (DenseNet-like)."""
+    rng = np.random.default_rng(seed)
+    g = _Dag((2, 6, 6))
+    x = g.add(O.Sign("in"), INPUT)
+    a = g.add(_conv(rng, "a", 2, 5, 3, 1, 1, 0.5), x)
+    b = g.add(batch_norm(rng, "b.bn", 3), g.add(_conv(rng, "b", 2, 3, 1, 1, 0, 0.5), x))
+    y = g.add(O.Sign("sign"), g.add(batch_norm(rng, "bn", 8), g.add(O.Concat("cat"), a, b)))
+    alpha, beta = levels(rng, 4)
+    fc = O.BinaryLinear("fc", weights(rng, (4, 8 * 36), 0.5), alpha, beta, rng.normal(size=4))
+    return g.graph(g.add(fc, g.add(O.Flatten("flat"), y)))

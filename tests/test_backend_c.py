@@ -25,7 +25,7 @@ from bnc.sim import host
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import require_tool  # noqa: E402
 from differential import check  # noqa: E402
-from irgen import random_dag, random_graph, random_input  # noqa: E402
+from irgen import random_dag, random_graph, random_input, real_concat_graph  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -249,3 +249,11 @@ def test_random_graphs_property(seed: int, blocks: int, tmp_path: Path) -> None:
     folder = tmp_path / f"{seed}-{blocks}"
     folder.mkdir()
     check(graph, random_input(graph, 6, seed), "c", folder)
+
+
+def test_concat_of_reals_on_c(tmp_path: Path) -> None:
+    for seed in range(3):
+        graph = lower(real_concat_graph(seed))
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        check(graph, random_input(graph, 8, seed), "c", folder)

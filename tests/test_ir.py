@@ -23,7 +23,14 @@ from bnc.ir.printer import dump
 from bnc.ir.types import Kind, TensorType, bits, real
 
 sys.path.insert(0, str(Path(__file__).parent))
-from irgen import batch_norm, random_dag, random_graph, random_input, residual_graph  # noqa: E402
+from irgen import (  # noqa: E402
+    batch_norm,
+    random_dag,
+    random_graph,
+    random_input,
+    real_concat_graph,
+    residual_graph,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -254,3 +261,15 @@ def test_layer_table_shows_shortcuts_without_weights() -> None:
     convs = [n.op for n in graph.nodes if isinstance(n.op, O.SumConv2d)]
     model_weights = sum(c.weight.size for c in convs if not analysis.is_identity(c))
     assert sum(r.kernels.weights for r in rows if r.kernels) == model_weights
+
+
+def test_batch_norm_and_sign_move_through_a_concat_of_reals() -> None:
+    for seed in range(10):
+        graph = real_concat_graph(seed)
+        lowered = lower(graph)
+        cat = next(n for n in lowered.nodes if isinstance(n.op, O.Concat))
+        assert all(lowered.types[a].kind is Kind.BIT for a in cat.args)
+        x = random_input(graph, 64, seed)
+        ref = interp.run(graph, x).reshape(64, -1)
+        got = dequantize_flat(interp.run(lowered, x).reshape(64, -1), output_op(lowered))
+        assert (ref.argmax(1) == got.argmax(1)).all()

@@ -16,6 +16,7 @@ from bnc.ir.passes.lowering import (
     LinearToConv,
     LowerMaxPool,
     PushMaxPoolPastThreshold,
+    PushThroughConcat,
     QuantizeOutput,
 )
 from bnc.ir.types import Kind
@@ -29,6 +30,7 @@ class Pass(Protocol):
 
 PIPELINE: tuple[Pass, ...] = (
     LinearToConv(),
+    PushThroughConcat(),
     PushMaxPoolPastThreshold(),
     LowerMaxPool(),
     DecomposeGdq(),
@@ -54,8 +56,8 @@ _WHY = {
     O.BinaryLinear: "a BinaryLinear needs a vector or a flattened input",
     O.Add: "an add of real values must be followed by [BatchNorm] Sign or end the network, and"
     " each operand must be a binary layer's output [BatchNorm] or bits",
-    O.Concat: "a torch.cat of real values cannot be stored: put bnc.nn.Sign on each branch"
-    " before the cat",
+    O.Concat: "a torch.cat of real values must be followed by [BatchNorm] Sign, or put"
+    " bnc.nn.Sign on each branch before the cat",
     O.GlobalAvgPool: "a global average pool of real values cannot be stored: put bnc.nn.Sign"
     " before the pool",
 }

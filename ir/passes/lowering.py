@@ -125,6 +125,38 @@ class PushMaxPoolPastThreshold:
 
 
 @dataclass(frozen=True)
+class PushThroughConcat:
+    """``BatchNorm`` and ``Sign`` of a concat of real branches apply to each branch:
+    ``Sign(BN(cat(a, b))) = cat(Sign(BN_a(a)), Sign(BN_b(b)))`` with the BatchNorm's channels
+    split by branch, so each branch folds into its own threshold and the cat moves bits."""
+
+    name: str = "push-through-concat"
+
+    def apply(self, graph: Graph) -> Graph:
+        def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
+            op = node.op
+            cat = b.producer(args[0]) if isinstance(op, O.BatchNorm | O.Sign) else None
+            if cat is None or not isinstance(cat.op, O.Concat):
+                return None
+            if b.types[args[0]].kind is not Kind.REAL or len(graph.users[node.args[0]]) != 1:
+                return None
+            parts, c0 = [], 0
+            for v in cat.args:
+                c = b.types[v].channels
+                if isinstance(op, O.BatchNorm):
+                    cut = slice(c0, c0 + c)
+                    part = O.BatchNorm(f"{op.name}[{c0}:{c0 + c}]", op.gamma[cut], op.beta[cut],
+                                       op.mean[cut], op.var[cut], op.eps)  # fmt: skip
+                else:
+                    part = O.Sign(op.name)
+                parts.append(b.emit(part, (v,)))
+                c0 += c
+            return b.emit(cat.op, parts)
+
+        return rewrite(graph, rule)
+
+
+@dataclass(frozen=True)
 class LowerMaxPool:
     """``MaxPool2d`` on bits is an OR: ``BitMaxPool2d`` with no AND channels."""
 

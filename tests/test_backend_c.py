@@ -24,7 +24,7 @@ from bnc.sim import host
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import require_tool  # noqa: E402
-from differential import check  # noqa: E402
+from differential import assert_equal, check  # noqa: E402
 from irgen import random_dag, random_graph, random_input, real_concat_graph  # noqa: E402
 
 
@@ -48,11 +48,9 @@ def _emit(seed: int, folder: Path, n: int = 16, target: CTarget = HOST, schedule
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_matches_interpreter(seed: int, tmp_path: Path) -> None:
-    _, x, want = _emit(seed, tmp_path)
+    graph, x, _ = _emit(seed, tmp_path)
     got, stats = host.run(tmp_path, x, HOST)
-    assert got.dtype == np.int64
-    assert got.shape == want.shape
-    np.testing.assert_array_equal(got, want)
+    assert_equal(graph, x, got, "c")
     assert stats["samples"] == x.shape[0]
     assert stats["seconds_per_sample"] >= 0
 
@@ -154,7 +152,7 @@ def test_host_instruction_sets(variant: str, schedule: str, tmp_path: Path) -> N
         if cflags or arch:
             build(folder, HOST, cflags=cflags, arch=arch)
         got, _ = host.run(folder, x, HOST)
-        np.testing.assert_array_equal(got, want, err_msg=f"seed {seed}")
+        assert_equal(graph, x, got, f"c {variant} (seed {seed})")
     assert (planar > 0) == (schedule == "planar")
 
 
@@ -167,9 +165,9 @@ def test_arm_targets(target: CTarget, schedule: str, tmp_path: Path) -> None:
     for seed in range(10):
         folder = tmp_path / str(seed)
         folder.mkdir()
-        _, x, want = _emit(seed + 100, folder, n=5, target=target, schedule=schedule)
+        graph, x, _ = _emit(seed + 100, folder, n=5, target=target, schedule=schedule)
         got, stats = host.run(folder, x, target)
-        np.testing.assert_array_equal(got, want, err_msg=f"seed {seed + 100}")
+        assert_equal(graph, x, got, f"{target.name} (seed {seed + 100})")
         assert stats["emulated"] == target.runner[0]
 
 

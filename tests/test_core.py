@@ -100,3 +100,23 @@ def test_residual_layers_add_a_partial_plane() -> None:
     writer = next(s for s in sched.steps if s.dst is step.acc_in)
     assert writer.mode is core.Mode.PLANE and writer.index < step.index
     assert step.acc_in.storage is core.Storage.PLANE
+
+
+def test_differential_helper_names_the_layer_element_and_stages() -> None:
+    """The helper every target's tests use fails on one wrong accumulator and says where."""
+    import numpy as np
+    import pytest
+    from differential import assert_equal
+    from irgen import random_input
+
+    from bnc.ir import interpreter as interp
+
+    graph = lower(random_dag(5, 3))
+    x = random_input(graph, 4, 5)
+    got = np.asarray(interp.run(graph, x)).reshape(4, -1).copy()
+    assert_equal(graph, x, got, "c")
+    got[2, 1] += 1
+    with pytest.raises(AssertionError) as err:
+        assert_equal(graph, x, got, "c")
+    text = str(err.value)
+    assert "layer 'fc" in text and "sample 2" in text and "T[" in text and "interpreter=" in text

@@ -4,10 +4,12 @@
 of *steps* in execution order, each reading and writing ``Tensor`` records:
 
 * ``ConvStep``: one binary layer over bits or codes. A ``Threshold`` or ``OutputAffine`` over
-  ``K`` (T, S) pairs (a residual add folded in) becomes ``K`` steps: the first ``K - 1`` write
-  (and then add to) an int64 partial plane, the last adds that plane and thresholds it (or
-  writes the network's accumulator). A ``SumConv2d`` read by several planes is computed once
-  per reader;
+  ``K`` (T, S) pairs (a residual add folded in) becomes one step per layer: the first ones
+  write (and then add to) an int64 partial plane, the last adds that plane and thresholds it
+  (or writes the network's accumulator). An identity shortcut of bits (the 1x1 one-hot read
+  ``FoldAdd`` makes, T unused) is no step and no plane: the last step adds ``±s[o]`` by the
+  shortcut's bit at the same position (``BitAdd``). A ``SumConv2d`` read by several planes is
+  computed once per reader;
 * ``PoolStep`` (max-pool of bits), ``ConcatStep`` (channels of several bit tensors),
   ``SumPoolStep`` (a global average pool: the integer sum of bits or codes per channel).
 
@@ -28,7 +30,9 @@ import numpy as np
 
 from bnc.errors import BncError
 from bnc.ir import ops as O
+from bnc.ir.analysis import is_identity
 from bnc.ir.graph import INPUT, Graph, Node
+from bnc.ir.types import Kind
 
 WORD = 32
 
@@ -131,6 +135,24 @@ class InputStep:
 
 
 @dataclass(frozen=True)
+class BitAdd:
+    """``+s[o]`` where the shortcut's bit ``src[o, p]`` is 1, ``-s[o]`` where it is 0."""
+
+    src: Tensor
+    s: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BitAddView:
+    """A ``BitAdd`` as C sees it: the shortcut's bits (an expression), its words per pixel and
+    the coefficients."""
+
+    src: str
+    nw: int
+    s: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class ConvStep:
     index: int
     name: str
@@ -143,6 +165,12 @@ class ConvStep:
     c: tuple[int, ...]  # threshold constant (zeros in PLANE mode)
     mode: Mode
     acc_in: Tensor | None  # a partial plane to add before thresholding / writing
+    bit_adds: tuple[BitAdd, ...] = ()  # identity shortcuts of bits, added at the same place
+
+    @property
+    def adds(self) -> bool:
+        """Something is added to the layer's own plane (a partial plane or a shortcut)."""
+        return self.acc_in is not None or bool(self.bit_adds)
 
     @property
     def bits_in(self) -> bool:
@@ -219,8 +247,9 @@ class Schedule:
     def reads(self, step: Step) -> tuple[Tensor, ...]:
         if isinstance(step, ConcatStep):
             return step.srcs
-        if isinstance(step, ConvStep) and step.acc_in is not None:
-            return (step.src, step.acc_in)
+        if isinstance(step, ConvStep):
+            extra = (step.acc_in,) if step.acc_in is not None else ()
+            return (step.src, *extra, *(b.src for b in step.bit_adds))
         return (step.src,)
 
     def readers(self, tensor: Tensor) -> list[Step]:
@@ -322,6 +351,17 @@ def schedule(graph: Graph) -> Schedule:
             else:
                 dst = tensor(node.out, Storage.BITS, ty.shape)
             order = _operand_order(graph, node)
+            bit_adds = tuple(
+                BitAdd(
+                    by_value[graph.producer(node.args[k]).args[0]], tuple(int(v) for v in op.s[k])
+                )  # type: ignore[union-attr]
+                for k in order
+                if _bit_shortcut(graph, node, k)
+            )
+            if len(bit_adds) < len(order):  # one real layer computes; the shortcuts ride on it
+                order = [k for k in order if not _bit_shortcut(graph, node, k)]
+            else:
+                bit_adds = ()
             partial: Tensor | None = None
             for j, k in enumerate(order):
                 conv = graph.producer(node.args[k])
@@ -343,7 +383,7 @@ def schedule(graph: Graph) -> Schedule:
                 step = ConvStep(
                     len(steps), op.name if last else f"{op.name}.{cw.name}", geo, src, out,
                     cw.weight, tuple(int(v) for v in op.t[k]), tuple(int(v) for v in op.s[k]),
-                    cc, mode, partial if j > 0 else None,
+                    cc, mode, partial if j > 0 else None, bit_adds if last else (),
                 )  # fmt: skip
                 steps.append(step)
             by_value[node.out] = dst
@@ -376,6 +416,17 @@ def schedule(graph: Graph) -> Schedule:
     if inp is None or out_op is None or out_tensor is None:
         raise UnsupportedGraph("the graph has no input quantizer or no output layer")
     return Schedule(inp, tuple(steps), tuple(tensors), out_tensor, out_op)
+
+
+def _bit_shortcut(graph: Graph, plane: Node, k: int) -> bool:
+    """Operand ``k`` is an identity read of bits with no T term: ``s[o] * (2a[o] - 1)``."""
+    conv = graph.producer(plane.args[k])
+    assert conv is not None and isinstance(conv.op, O.SumConv2d)
+    return (
+        is_identity(conv.op)
+        and graph.types[conv.args[0]].kind is Kind.BIT
+        and not plane.op.t[k].any()  # type: ignore[attr-defined]
+    )
 
 
 def _operand_order(graph: Graph, plane: Node) -> list[int]:

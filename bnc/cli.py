@@ -95,8 +95,8 @@ def cmd_compile(a: argparse.Namespace) -> int:
         scheds = ", ".join(
             f"{v.name}: {v.schedule}" for v in view.layers if v.kind in ("conv", "codes")
         )
-        _say(f"bnc: {view.weight_bytes:,} bytes of constants (flash), a {view.arena.size:,}-byte"
-             f" arena (SRAM); schedules {scheds}")  # fmt: skip
+        _say(f"bnc: {view.weight_bytes:,} bytes of constants (flash), {view.arena.sram:,} bytes of"
+             f" activations (SRAM); schedules {scheds}")  # fmt: skip
     _say(f"bnc: done in {time.perf_counter() - t0:.1f} s: {out}/")
     return 0
 

@@ -120,3 +120,21 @@ def test_differential_helper_names_the_layer_element_and_stages() -> None:
         assert_equal(graph, x, got, "c")
     text = str(err.value)
     assert "layer 'fc" in text and "sample 2" in text and "T[" in text and "interpreter=" in text
+
+
+def test_identity_shortcuts_ride_on_the_layer() -> None:
+    """A bit shortcut is no step and no partial plane: the layer adds +-s[o] by its bit."""
+    for seed in range(300):
+        graph = lower(random_dag(seed, 3))
+        sched = core.schedule(graph)
+        riding = [s for s in sched.steps if isinstance(s, core.ConvStep) and s.bit_adds]
+        if riding:
+            break
+    else:
+        raise AssertionError("no random graph with an identity block")
+    step = riding[0]
+    assert step.acc_in is None or all(b.src is not step.acc_in for b in step.bit_adds)
+    shortcut = step.bit_adds[0].src
+    assert shortcut.storage is core.Storage.BITS and shortcut in sched.reads(step)
+    plan = core.plan_memory(sched, _pool, _size)
+    assert plan.regions[shortcut].last >= step.index  # kept alive for the add

@@ -38,6 +38,7 @@ import numpy as np
 
 from bnc.backends.core import (
     WORD,
+    BitAddView,
     ConcatStep,
     ConvStep,
     Geometry,
@@ -69,6 +70,7 @@ class ConvView(Geometry):
     src_type: str  # C type of an element of the input (codes)
     plane_out: bool  # True: writes the int64 plane (output or a partial sum); False: bits
     add: str  # C expression of an int64 plane added before thresholding / writing, or ""
+    bit_adds: tuple[BitAddView, ...]  # identity shortcuts of bits: +-s[o] by their bit
     nw: int  # input words per pixel (bits)
     onw: int  # output words per pixel (threshold bits)
     weights: tuple[str, ...]  # bits: hex words [o][ky][kx][nw]; codes: 0/1 [c][ky][kx][o]
@@ -90,6 +92,7 @@ class PlanarView(Geometry):
     name: str
     plane_out: bool
     add: str
+    bit_adds: tuple[BitAddView, ...]
     unit: str  # "nibble" (table lookups, x86) or "byte" (AND + popcount, NEON)
     nw: int
     onw: int
@@ -285,7 +288,9 @@ def choose(step: ConvStep, schedule: str, unit: str = "nibble") -> str:
     return "planar" if planar < generic_cost(step.weight, out_hw) else "generic"
 
 
-def _planar(step: ConvStep, src: str, dst: str, add: str, unit: str) -> PlanarView:
+def _planar(
+    step: ConvStep, src: str, dst: str, add: str, bit_adds: tuple[BitAddView, ...], unit: str
+) -> PlanarView:
     g = step.geo
     o, c, kh, kw = step.weight.shape
     h, w, oh, ow, ph, pw = g.h, g.w, g.oh, g.ow, g.ph, g.pw
@@ -312,6 +317,7 @@ def _planar(step: ConvStep, src: str, dst: str, add: str, unit: str) -> PlanarVi
     return PlanarView(
         **step.view_fields(),
         add=add,
+        bit_adds=bit_adds,
         unit=unit,
         nw=words(c),
         onw=words(o),
@@ -333,13 +339,15 @@ def _planar(step: ConvStep, src: str, dst: str, add: str, unit: str) -> PlanarVi
         t=step.t,
         s=step.s,
         c0=tuple(cc),
-        exact_double=bound < 2**53 and not add,
+        exact_double=bound < 2**53 and not step.adds,
         src=src,
         dst=dst,
     )
 
 
-def _generic(step: ConvStep, src: str, dst: str, add: str, src_type: str) -> ConvView:
+def _generic(
+    step: ConvStep, src: str, dst: str, add: str, bit_adds: tuple[BitAddView, ...], src_type: str
+) -> ConvView:
     o = step.geo.o
     if step.bits_in:
         wk = "bits"
@@ -354,6 +362,7 @@ def _generic(step: ConvStep, src: str, dst: str, add: str, src_type: str) -> Con
         input=wk,
         src_type=src_type,
         add=add,
+        bit_adds=bit_adds,
         nw=words(step.geo.c),
         onw=words(o),
         weights=wts,
@@ -406,11 +415,12 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
     for step in sched.steps:
         if isinstance(step, ConvStep):
             add = ptr(step.acc_in) if step.acc_in is not None else ""
+            bits_ = tuple(BitAddView(ptr(b.src), b.src.nw, b.s) for b in step.bit_adds)
             src, dst = ptr(step.src), ptr(step.dst)
             if choose(step, schedule, unit) == "planar":
-                layers.append(_planar(step, src, dst, add, unit))
+                layers.append(_planar(step, src, dst, add, bits_, unit))
             else:
-                layers.append(_generic(step, src, dst, add, elem_type(step.src)))
+                layers.append(_generic(step, src, dst, add, bits_, elem_type(step.src)))
         elif isinstance(step, PoolStep):
             mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None]))
             layers.append(

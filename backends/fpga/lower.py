@@ -403,7 +403,7 @@ def _chain(sched: core.Schedule) -> None:
                 f"fpga: global average pools ('{step.name}') are not supported yet"
             )
         if isinstance(step, ConvStep) and (
-            step.acc_in is not None or step.dst.storage is core.Storage.PLANE and not step.final
+            step.adds or step.dst.storage is core.Storage.PLANE and not step.final
         ):
             raise UnsupportedGraph(f"fpga: residual adds ('{step.name}') are not supported yet")
         if step.src is not prev:

@@ -32,6 +32,7 @@ import numpy as np
 from bnc.backends import core
 from bnc.backends.c.lower import ConcatView, Part, SumPoolView, _hex, _pack_channels
 from bnc.backends.core import (
+    BitAddView,
     ConcatStep,
     ConvStep,
     Geometry,
@@ -85,6 +86,7 @@ class BitConv(Geometry):
     plane_out: bool  # writes the int64 plane ``out`` (network output or a partial sum)
     out: str  # C expression of that plane ("" when the layer writes bits)
     add: str  # C expression of an int64 plane added first, or ""
+    bit_adds: tuple[BitAddView, ...]  # identity shortcuts of bits: +-s[o] by their bit
     schedule: str
     nw: int
     onw: int
@@ -135,6 +137,7 @@ class CodeConv(Geometry):
     plane_out: bool
     out: str
     add: str
+    bit_adds: tuple[BitAddView, ...]
     onw: int
     kwords: int  # words of one output channel's bits, C*KH*KW taps
     weights: tuple[str, ...]  # [o][kwords], tap (c, ky, kx) is bit k = (c*KH + ky)*KW + kx
@@ -176,10 +179,16 @@ class Arena:
     size: int  # bytes
     per_tensor: int  # bytes with one buffer per tensor and per scratch
     peak_layer: str  # the layer whose input + scratch + output set the size
+    plane_bytes: int = 0  # the int64 partial planes of two-branch residual layers (own arena)
 
     @property
     def words(self) -> int:
         return self.size // 4
+
+    @property
+    def sram(self) -> int:
+        """All static RAM the activations take: the arena and the plane arena."""
+        return self.size + self.plane_bytes
 
 
 @dataclass(frozen=True)
@@ -218,7 +227,7 @@ def coefficients(step: ConvStep) -> Coef:
     mag = max(-lo, hi)
     bound = max(abs(a) * n * mag + abs(b) * n * mag + abs(d)
                 for a, b, d in zip(step.t, step.s, step.c, strict=True))  # fmt: skip
-    math = "int32_t" if bound < 1 << 31 and step.acc_in is None else "int64_t"
+    math = "int32_t" if bound < 1 << 31 and not step.adds else "int64_t"
     store = _ctype([*step.t, *step.s, *step.c])
     return Coef(store, math, step.t, step.s, step.c)
 
@@ -273,7 +282,7 @@ def _scratch(step: ConvStep, sched: str) -> int:
     return 4 * (k + taps)
 
 
-def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add) -> BitConv:
+def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds) -> BitConv:
     g = step.geo
     o, c, kh, kw = step.weight.shape
     packed_taps = compact(step.weight, (g.ph, g.pw))
@@ -303,6 +312,7 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add) -> BitConv:
         **step.view_fields(),
         out=out,
         add=add,
+        bit_adds=bit_adds,
         schedule=schedule,
         nw=words(c),
         onw=words(o),
@@ -324,7 +334,7 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add) -> BitConv:
     )
 
 
-def _codeconv(step: ConvStep, src, dst, win, out, add) -> CodeConv:
+def _codeconv(step: ConvStep, src, dst, win, out, add, bit_adds) -> CodeConv:
     g = step.geo
     o = g.o
     packed = _pack_channels(step.weight.reshape(o, -1))
@@ -332,6 +342,7 @@ def _codeconv(step: ConvStep, src, dst, win, out, add) -> CodeConv:
         **step.view_fields(),
         out=out,
         add=add,
+        bit_adds=bit_adds,
         onw=words(o),
         kwords=words(g.c * g.kh * g.kw),
         weights=tuple(_hex(v) for v in packed),
@@ -387,11 +398,13 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
             plane = step.mode is Mode.PLANE
             out = expr(step.dst) if plane else ""
             add = expr(step.acc_in) if step.acc_in is not None else ""
+            bits_ = tuple(BitAddView(expr(b.src), b.src.nw, b.s) for b in step.bit_adds)
             dst = at(step.dst) if not plane else -1
             if choices[step.index] == "codes":
-                layers.append(_codeconv(step, at(step.src), dst, win, out, add))
+                layers.append(_codeconv(step, at(step.src), dst, win, out, add, bits_))
             else:
-                layers.append(_bitconv(step, choices[step.index], at(step.src), dst, win, out, add))
+                how = choices[step.index]
+                layers.append(_bitconv(step, how, at(step.src), dst, win, out, add, bits_))
         elif isinstance(step, PoolStep):
             mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None]))
             layers.append(
@@ -416,11 +429,12 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
         max(8, plan.sizes.get("arena", 0)),
         plan.per_tensor.get("arena", 0),
         sched.steps[peak].name if peak >= 0 else "input",
+        plan.sizes.get("planes", 0),
     )
     return McuView(
         **ModelIO.of(graph, sched, name).fields(),
         input_dst=at(inp.dst),
         layers=tuple(layers),
         arena=arena,
-        plane_words=plan.sizes.get("planes", 0) // 8,
+        plane_words=arena.plane_bytes // 8,
     )

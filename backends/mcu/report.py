@@ -21,7 +21,13 @@ def render(view: McuView, fp32_bytes: int) -> str:
         f" {fp32_bytes:,} bytes, {ratio:.1f}x more.",
         f"Activations: one static arena of {a.size:,} bytes, placed by a liveness plan; one"
         f" buffer per tensor would take {a.per_tensor:,} bytes (saving"
-        f" {a.per_tensor - a.size:,}). The largest layer ({a.peak_layer}) sets the size.",
+        f" {a.per_tensor - a.size:,}). The largest layer ({a.peak_layer}) sets the size."
+        + (
+            f" Two-branch residual layers add an int64 partial-plane arena of"
+            f" {a.plane_bytes:,} bytes: {a.sram:,} bytes of static RAM in all."
+            if a.plane_bytes
+            else ""
+        ),
         "",
         "| layer | schedule | constants (bytes) | threshold type |",
         "|---|---|---|---|",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -244,8 +245,7 @@ def test_graphs_on_arm(target: CTarget, tmp_path: Path) -> None:
 def test_random_graphs_property(seed: int, blocks: int, tmp_path: Path) -> None:
     """Hypothesis over graph structure; a failure shrinks to the fewest blocks."""
     graph = lower(random_dag(seed, blocks))
-    folder = tmp_path / f"{seed}-{blocks}"
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix=f"{seed}-{blocks}-", dir=tmp_path))
     check(graph, random_input(graph, 6, seed), "c", folder)
 
 

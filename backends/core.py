@@ -143,12 +143,41 @@ class BitAdd:
 
 
 @dataclass(frozen=True)
+class PointBranch:
+    """A 1x1, unpadded layer over bits (a downsampling shortcut) computed inside the step that
+    thresholds, position by position, instead of into a partial plane: adds
+    ``t[o]*T + s[o]*S[o]`` of ``src`` at ``(oy*stride, ox*stride)``."""
+
+    src: Tensor
+    weight: np.ndarray  # bool (O, C, 1, 1)
+    stride: tuple[int, int]
+    t: tuple[int, ...]
+    s: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class BitAddView:
     """A ``BitAdd`` as C sees it: the shortcut's bits (an expression), its words per pixel and
     the coefficients."""
 
     src: str
     nw: int
+    s: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PointView:
+    """A ``PointBranch`` as C sees it: its bits, geometry, packed weights and coefficients."""
+
+    src: str
+    c: int
+    w: int  # input width
+    nw: int
+    sh: int
+    sw: int
+    weights: tuple[str, ...]  # [o][nw] hex words
+    nnz: tuple[int, ...]
+    t: tuple[int, ...]
     s: tuple[int, ...]
 
 
@@ -166,11 +195,12 @@ class ConvStep:
     mode: Mode
     acc_in: Tensor | None  # a partial plane to add before thresholding / writing
     bit_adds: tuple[BitAdd, ...] = ()  # identity shortcuts of bits, added at the same place
+    points: tuple[PointBranch, ...] = ()  # 1x1 branches computed in place (fuse_points)
 
     @property
     def adds(self) -> bool:
         """Something is added to the layer's own plane (a partial plane or a shortcut)."""
-        return self.acc_in is not None or bool(self.bit_adds)
+        return self.acc_in is not None or bool(self.bit_adds) or bool(self.points)
 
     @property
     def bits_in(self) -> bool:
@@ -249,7 +279,7 @@ class Schedule:
             return step.srcs
         if isinstance(step, ConvStep):
             extra = (step.acc_in,) if step.acc_in is not None else ()
-            return (step.src, *extra, *(b.src for b in step.bit_adds))
+            return (step.src, *extra, *(b.src for b in (*step.bit_adds, *step.points)))
         return (step.src,)
 
     def readers(self, tensor: Tensor) -> list[Step]:
@@ -310,8 +340,12 @@ def _geometry(t_in: tuple[int, int, int], out: tuple[int, int, int], kernel, str
     return Geometry(c, h, w, o, oh, ow, *kernel, *stride, *pad)
 
 
-def schedule(graph: Graph) -> Schedule:
-    """The steps of a lowered graph in execution order (see the module docstring)."""
+def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
+    """The steps of a lowered graph in execution order (see the module docstring).
+
+    ``fuse_points``: a 1x1 unpadded branch over bits beside a wider layer is computed inside
+    that layer's step (``PointBranch``) instead of into an int64 partial plane; a target that
+    is short of memory (Cortex-M) takes it."""
     tensors: list[Tensor] = []
     by_value: dict[str, Tensor] = {}
     steps: list[Step] = []
@@ -362,6 +396,11 @@ def schedule(graph: Graph) -> Schedule:
                 order = [k for k in order if not _bit_shortcut(graph, node, k)]
             else:
                 bit_adds = ()
+            points: tuple[PointBranch, ...] = ()
+            if fuse_points and len(order) > 1:
+                fused = [k for k in order[:-1] if _point(graph, node, k)]
+                points = tuple(_point_branch(graph, node, k, by_value) for k in fused)
+                order = [k for k in order if k not in fused]
             partial: Tensor | None = None
             for j, k in enumerate(order):
                 conv = graph.producer(node.args[k])
@@ -384,6 +423,7 @@ def schedule(graph: Graph) -> Schedule:
                     len(steps), op.name if last else f"{op.name}.{cw.name}", geo, src, out,
                     cw.weight, tuple(int(v) for v in op.t[k]), tuple(int(v) for v in op.s[k]),
                     cc, mode, partial if j > 0 else None, bit_adds if last else (),
+                    points if last else (),
                 )  # fmt: skip
                 steps.append(step)
             by_value[node.out] = dst
@@ -427,6 +467,28 @@ def _bit_shortcut(graph: Graph, plane: Node, k: int) -> bool:
         and graph.types[conv.args[0]].kind is Kind.BIT
         and not plane.op.t[k].any()  # type: ignore[attr-defined]
     )
+
+
+def _point(graph: Graph, plane: Node, k: int) -> bool:
+    conv = graph.producer(plane.args[k])
+    assert conv is not None and isinstance(conv.op, O.SumConv2d)
+    w = conv.op.weight
+    return (
+        w.shape[2:] == (1, 1)
+        and conv.op.padding == (0, 0)
+        and graph.types[conv.args[0]].kind is Kind.BIT
+    )
+
+
+def _point_branch(graph: Graph, plane: Node, k: int, by_value: dict[str, Tensor]) -> PointBranch:
+    conv = graph.producer(plane.args[k])
+    assert conv is not None and isinstance(conv.op, O.SumConv2d)
+    op = plane.op
+    assert isinstance(op, O.Threshold | O.OutputAffine)
+    return PointBranch(
+        by_value[conv.args[0]], conv.op.weight, conv.op.stride,
+        tuple(int(v) for v in op.t[k]), tuple(int(v) for v in op.s[k]),
+    )  # fmt: skip
 
 
 def _operand_order(graph: Graph, plane: Node) -> list[int]:

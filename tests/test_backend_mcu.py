@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bnc.backends.mcu.emit import FILES, emit
-from bnc.backends.mcu.lower import BitConv
+from bnc.backends.mcu.lower import BitConv, CodeConv
 from bnc.backends.mcu.lower import lower as mcu_lower
 from bnc.backends.mcu.toolchain import CORTEX_M4, CORTEX_M7, McuTarget, build, size
 from bnc.errors import BncError
@@ -185,3 +185,15 @@ def test_graphs_match_interpreter(target: McuTarget, schedule: str, tmp_path: Pa
         folder = tmp_path / str(seed)
         folder.mkdir()
         check(graph, random_input(graph, 4, seed), target.name, folder, schedule=schedule)
+
+
+def test_two_branch_blocks_need_no_partial_planes() -> None:
+    """On Cortex-M a 1x1 shortcut is computed inside its block's kernel, so residual graphs
+    take no int64 partial planes (the C targets keep them; memory is no object there)."""
+    found = 0
+    for seed in range(60):
+        graph = lower(random_dag(seed, 4))
+        view = mcu_lower(graph, "m")
+        found += sum(len(v.points) for v in view.layers if isinstance(v, BitConv | CodeConv))
+        assert view.plane_words == 0 and view.arena.plane_bytes == 0
+    assert found > 0

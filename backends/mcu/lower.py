@@ -38,6 +38,7 @@ from bnc.backends.core import (
     Geometry,
     Mode,
     ModelIO,
+    PointView,
     PoolStep,
     Storage,
     SumPoolStep,
@@ -87,6 +88,7 @@ class BitConv(Geometry):
     out: str  # C expression of that plane ("" when the layer writes bits)
     add: str  # C expression of an int64 plane added first, or ""
     bit_adds: tuple[BitAddView, ...]  # identity shortcuts of bits: +-s[o] by their bit
+    points: tuple[PointView, ...]  # 1x1 branches over bits computed in place
     schedule: str
     nw: int
     onw: int
@@ -138,6 +140,7 @@ class CodeConv(Geometry):
     out: str
     add: str
     bit_adds: tuple[BitAddView, ...]
+    points: tuple[PointView, ...]
     onw: int
     kwords: int  # words of one output channel's bits, C*KH*KW taps
     weights: tuple[str, ...]  # [o][kwords], tap (c, ky, kx) is bit k = (c*KH + ky)*KW + kx
@@ -204,7 +207,18 @@ class McuView(ModelIO):
 
     @property
     def needs_count(self) -> bool:
-        return any(isinstance(v, BitConv) for v in self.layers)
+        return any(
+            isinstance(v, BitConv) or (isinstance(v, CodeConv) and v.points) for v in self.layers
+        )
+
+    @property
+    def needs_count_and(self) -> bool:
+        """A dense layer or an in-place 1x1 branch AND-counts whole words."""
+        return any(
+            (isinstance(v, BitConv) and v.schedule == "dense")
+            or (isinstance(v, BitConv | CodeConv) and v.points)
+            for v in self.layers
+        )
 
 
 def _ctype(values: list[int]) -> str:
@@ -282,7 +296,19 @@ def _scratch(step: ConvStep, sched: str) -> int:
     return 4 * (k + taps)
 
 
-def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds) -> BitConv:
+def _points(step: ConvStep, expr) -> tuple[PointView, ...]:
+    out = []
+    for p in step.points:
+        w = p.weight[:, :, 0, 0]
+        packed = _pack_channels(w)
+        _, _, width = p.src.shape
+        nnz = tuple(int(v) for v in w.sum(axis=1))
+        out.append(PointView(expr(p.src), p.src.c, width, p.src.nw, *p.stride,
+                             tuple(_hex(v) for v in packed), nnz, p.t, p.s))  # fmt: skip
+    return tuple(out)
+
+
+def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds, points) -> BitConv:
     g = step.geo
     o, c, kh, kw = step.weight.shape
     packed_taps = compact(step.weight, (g.ph, g.pw))
@@ -313,6 +339,7 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds) -
         out=out,
         add=add,
         bit_adds=bit_adds,
+        points=points,
         schedule=schedule,
         nw=words(c),
         onw=words(o),
@@ -334,7 +361,7 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds) -
     )
 
 
-def _codeconv(step: ConvStep, src, dst, win, out, add, bit_adds) -> CodeConv:
+def _codeconv(step: ConvStep, src, dst, win, out, add, bit_adds, points) -> CodeConv:
     g = step.geo
     o = g.o
     packed = _pack_channels(step.weight.reshape(o, -1))
@@ -343,6 +370,7 @@ def _codeconv(step: ConvStep, src, dst, win, out, add, bit_adds) -> CodeConv:
         out=out,
         add=add,
         bit_adds=bit_adds,
+        points=points,
         onw=words(o),
         kwords=words(g.c * g.kh * g.kw),
         weights=tuple(_hex(v) for v in packed),
@@ -366,7 +394,7 @@ def _bytes(t: Tensor) -> int:
 def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
     if schedule not in SCHEDULES:
         raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
-    sched = core.schedule(NarrowThresholds().apply(graph))
+    sched = core.schedule(NarrowThresholds().apply(graph), fuse_points=True)
     inp = sched.input
     choices = {
         s.index: (choose(s, schedule) if s.bits_in else "codes")
@@ -400,11 +428,12 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
             add = expr(step.acc_in) if step.acc_in is not None else ""
             bits_ = tuple(BitAddView(expr(b.src), b.src.nw, b.s) for b in step.bit_adds)
             dst = at(step.dst) if not plane else -1
+            pts = _points(step, expr)
             if choices[step.index] == "codes":
-                layers.append(_codeconv(step, at(step.src), dst, win, out, add, bits_))
+                layers.append(_codeconv(step, at(step.src), dst, win, out, add, bits_, pts))
             else:
                 how = choices[step.index]
-                layers.append(_bitconv(step, how, at(step.src), dst, win, out, add, bits_))
+                layers.append(_bitconv(step, how, at(step.src), dst, win, out, add, bits_, pts))
         elif isinstance(step, PoolStep):
             mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None]))
             layers.append(

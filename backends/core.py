@@ -420,7 +420,7 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
                         partial = tensor(f"{node.out}.partial", Storage.PLANE, ty.shape)
                     out, mode, cc = partial, Mode.PLANE, (0,) * geo.o
                 step = ConvStep(
-                    len(steps), op.name if last else f"{op.name}.{cw.name}", geo, src, out,
+                    len(steps), op.name if last else cw.name, geo, src, out,
                     cw.weight, tuple(int(v) for v in op.t[k]), tuple(int(v) for v in op.s[k]),
                     cc, mode, partial if j > 0 else None, bit_adds if last else (),
                     points if last else (),

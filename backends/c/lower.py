@@ -32,6 +32,7 @@ Two schedules compute a binary convolution (``schedule`` picks one per layer, se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -375,6 +376,23 @@ def _generic(
     )
 
 
+def data_view(
+    step: ConcatStep | SumPoolStep, ptr: Callable[[Tensor], str], elem: Callable[[Tensor], str]
+) -> ConcatView | SumPoolView:
+    """The view of a data-movement step, for every C dialect: ``ptr`` gives a tensor's C
+    expression, ``elem`` the C type of one of its codes."""
+    if isinstance(step, ConcatStep):
+        parts = tuple(
+            Part(ptr(t), t.c, t.nw, off) for t, off in zip(step.srcs, step.offsets, strict=True)
+        )
+        _, h, w = step.dst.shape
+        return ConcatView(step.index, step.name, h, w, step.dst.nw, parts, ptr(step.dst))
+    c, h, w = step.src.shape
+    kind = "bits" if step.src.storage is Storage.BITS else "codes"
+    return SumPoolView(step.index, step.name, kind, elem(step.src), c, h, w, words(c),
+                       ptr(step.src), ptr(step.dst))  # fmt: skip
+
+
 def _code_type(qmin: int, qmax: int) -> str:
     return "int16_t" if -(2**15) <= qmin and qmax < 2**15 else "int32_t"
 
@@ -434,18 +452,8 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
                     dst=ptr(step.dst),
                 )  # fmt: skip
             )
-        elif isinstance(step, ConcatStep):
-            parts = tuple(
-                Part(ptr(t), t.c, t.nw, off) for t, off in zip(step.srcs, step.offsets, strict=True)
-            )
-            _, h, w = step.dst.shape
-            layers.append(ConcatView(step.index, step.name, h, w, step.dst.nw, parts,
-                                     ptr(step.dst)))  # fmt: skip
-        elif isinstance(step, SumPoolStep):
-            c, h, w = step.src.shape
-            kind = "bits" if step.src.storage is Storage.BITS else "codes"
-            layers.append(SumPoolView(step.index, step.name, kind, elem_type(step.src), c, h, w,
-                                      words(c), ptr(step.src), ptr(step.dst)))  # fmt: skip
+        elif isinstance(step, ConcatStep | SumPoolStep):
+            layers.append(data_view(step, ptr, elem_type))
     planar = [v for v in layers if isinstance(v, PlanarView)]
     c0, h0, w0 = graph.input.shape
     return ModelView(

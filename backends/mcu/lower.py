@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bnc.backends import core
-from bnc.backends.c.lower import ConcatView, Part, SumPoolView, _hex, _pack_channels
+from bnc.backends.c.lower import ConcatView, SumPoolView, _hex, _pack_channels, data_view
 from bnc.backends.core import (
     BitAddView,
     ConcatStep,
@@ -440,19 +440,8 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
                 Pool(**step.geo.fields(), index=step.index, name=step.name,
                      nw=words(step.geo.c), and_words=mask, src=at(step.src), dst=at(step.dst))
             )  # fmt: skip
-        elif isinstance(step, ConcatStep):
-            parts = tuple(
-                Part(expr(t), t.c, t.nw, off)
-                for t, off in zip(step.srcs, step.offsets, strict=True)
-            )
-            _, h, w = step.dst.shape
-            layers.append(ConcatView(step.index, step.name, h, w, step.dst.nw, parts,
-                                     expr(step.dst)))  # fmt: skip
-        elif isinstance(step, SumPoolStep):
-            c, h, w = step.src.shape
-            kind = "bits" if step.src.storage is Storage.BITS else "codes"
-            layers.append(SumPoolView(step.index, step.name, kind, "int32_t", c, h, w, words(c),
-                                      expr(step.src), expr(step.dst)))  # fmt: skip
+        elif isinstance(step, ConcatStep | SumPoolStep):
+            layers.append(data_view(step, expr, lambda _t: "int32_t"))
     peak = plan.peak_step.get("arena", -1)
     arena = Arena(
         max(8, plan.sizes.get("arena", 0)),

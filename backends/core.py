@@ -81,11 +81,6 @@ class Tensor:
         return self.shape[0]
 
     @property
-    def elements(self) -> int:
-        c, h, w = self.shape
-        return c * h * w
-
-    @property
     def nw(self) -> int:
         return words(self.c)
 
@@ -385,17 +380,14 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
             else:
                 dst = tensor(node.out, Storage.BITS, ty.shape)
             order = _operand_order(graph, node)
+            riding = [k for k in order if _bit_shortcut(graph, node, k)]
+            if len(riding) == len(order):  # one real layer computes; the shortcuts ride on it
+                riding = []
             bit_adds = tuple(
-                BitAdd(
-                    by_value[graph.producer(node.args[k]).args[0]], tuple(int(v) for v in op.s[k])
-                )  # type: ignore[union-attr]
-                for k in order
-                if _bit_shortcut(graph, node, k)
+                BitAdd(by_value[_conv_of(graph, node, k).args[0]], tuple(int(v) for v in op.s[k]))
+                for k in riding
             )
-            if len(bit_adds) < len(order):  # one real layer computes; the shortcuts ride on it
-                order = [k for k in order if not _bit_shortcut(graph, node, k)]
-            else:
-                bit_adds = ()
+            order = [k for k in order if k not in riding]
             points: tuple[PointBranch, ...] = ()
             if fuse_points and len(order) > 1:
                 fused = [k for k in order[:-1] if _point(graph, node, k)]
@@ -403,8 +395,7 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
                 order = [k for k in order if k not in fused]
             partial: Tensor | None = None
             for j, k in enumerate(order):
-                conv = graph.producer(node.args[k])
-                assert conv is not None and isinstance(conv.op, O.SumConv2d)
+                conv = _conv_of(graph, node, k)
                 last = j == len(order) - 1
                 src = by_value[conv.args[0]]
                 cw = conv.op
@@ -458,10 +449,16 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
     return Schedule(inp, tuple(steps), tuple(tensors), out_tensor, out_op)
 
 
-def _bit_shortcut(graph: Graph, plane: Node, k: int) -> bool:
-    """Operand ``k`` is an identity read of bits with no T term: ``s[o] * (2a[o] - 1)``."""
+def _conv_of(graph: Graph, plane: Node, k: int) -> Node:
+    """The ``SumConv2d`` node of a plane's operand ``k``."""
     conv = graph.producer(plane.args[k])
     assert conv is not None and isinstance(conv.op, O.SumConv2d)
+    return conv
+
+
+def _bit_shortcut(graph: Graph, plane: Node, k: int) -> bool:
+    """Operand ``k`` is an identity read of bits with no T term: ``s[o] * (2a[o] - 1)``."""
+    conv = _conv_of(graph, plane, k)
     return (
         is_identity(conv.op)
         and graph.types[conv.args[0]].kind is Kind.BIT
@@ -470,8 +467,7 @@ def _bit_shortcut(graph: Graph, plane: Node, k: int) -> bool:
 
 
 def _point(graph: Graph, plane: Node, k: int) -> bool:
-    conv = graph.producer(plane.args[k])
-    assert conv is not None and isinstance(conv.op, O.SumConv2d)
+    conv = _conv_of(graph, plane, k)
     w = conv.op.weight
     return (
         w.shape[2:] == (1, 1)
@@ -481,8 +477,7 @@ def _point(graph: Graph, plane: Node, k: int) -> bool:
 
 
 def _point_branch(graph: Graph, plane: Node, k: int, by_value: dict[str, Tensor]) -> PointBranch:
-    conv = graph.producer(plane.args[k])
-    assert conv is not None and isinstance(conv.op, O.SumConv2d)
+    conv = _conv_of(graph, plane, k)
     op = plane.op
     assert isinstance(op, O.Threshold | O.OutputAffine)
     return PointBranch(
@@ -496,9 +491,7 @@ def _operand_order(graph: Graph, plane: Node) -> list[int]:
     thresholds), identity shortcuts first."""
 
     def cost(k: int) -> int:
-        conv = graph.producer(plane.args[k])
-        assert conv is not None and isinstance(conv.op, O.SumConv2d)
-        return int(conv.op.weight.size)
+        return int(_conv_of(graph, plane, k).op.weight.size)  # type: ignore[attr-defined]
 
     return sorted(range(len(plane.args)), key=lambda k: (cost(k), k))
 

@@ -19,7 +19,7 @@ from bnc.api import CompiledModel, dequantize_flat, output_op
 from bnc.api import compile as bnc_compile
 from bnc.ir import interpreter as interp
 from bnc.ir import ops as O
-from bnc.ir.graph import INPUT
+from bnc.ir.graph import INPUT, Graph
 
 
 @dataclass(frozen=True)
@@ -138,27 +138,32 @@ def climb(
         same = got.shape == acc.shape and bool((got == acc).all())
         report.targets_equal[target] = same
         if not same:
-            report.mismatches.append(_first_difference(target, compiled, values, got, ref))
+            report.mismatches.append(first_difference(compiled.lowered, values, got, target, ref))
     return report
 
 
-def _first_difference(
-    target: str, compiled: CompiledModel, values: dict[str, Any], got: np.ndarray, ref: np.ndarray
+def first_difference(
+    graph: Graph,
+    values: dict[str, Any],
+    got: np.ndarray,
+    target: str,
+    ref: np.ndarray | None = None,
 ) -> Mismatch:
-    n = ref.shape[0]
-    g = compiled.lowered
-    acc = values[g.result].reshape(n, -1)
+    """The first element where ``got`` (a target's accumulators, N x outputs) differs from
+    the interpreter's ``values`` of the lowered ``graph``: the output layer, the element, and
+    there T and S of each branch, the interpreter's and the target's value (and PyTorch's)."""
+    acc = np.asarray(values[graph.result]).reshape(got.shape[0], -1)
     if got.shape != acc.shape:
         return Mismatch(target, "output", 0, (), {"shape": got.shape, "interpreter": acc.shape})
     sample, flat = (int(v) for v in np.argwhere(got != acc)[0])
-    out = next(node for node in g.nodes if isinstance(node.op, O.OutputAffine))
-    ch, y, xx = np.unravel_index(flat, g.types[out.out].shape)
-    stages: dict[str, Any] = {"pytorch": float(ref[sample, flat])}
+    out = next(node for node in graph.nodes if isinstance(node.op, O.OutputAffine))
+    ch, y, xx = np.unravel_index(flat, graph.types[out.out].shape)
+    stages: dict[str, Any] = {} if ref is None else {"pytorch": float(ref[sample, flat])}
     for v in out.args:
         sums: interp.Sums = values[v]
-        tag = "" if len(out.args) == 1 else f"[{g.producer(v).op.name}]"  # type: ignore[union-attr]
-        stages[f"T{tag}"] = int(sums.t[sample, 0, y, xx])
-        stages[f"S{tag}"] = int(sums.s[sample, ch, y, xx])
+        name = graph.producer(v).op.name  # type: ignore[union-attr]
+        stages[f"T[{name}]"] = int(sums.t[sample, 0, y, xx])
+        stages[f"S[{name}]"] = int(sums.s[sample, ch, y, xx])
     stages["interpreter"] = int(acc[sample, flat])
     stages[target] = int(got[sample, flat])
     return Mismatch(target, out.op.name, sample, (int(ch), int(y), int(xx)), stages)

@@ -396,15 +396,15 @@ def program_to_graph(ep: torch.export.ExportedProgram, shape: tuple[int, ...], w
             )
         emit(ATEN[name](node, _site(node)), _tensor_args(node), node)
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
-    results = [a for a in _tensor_args(out_node)]
+    results = _tensor_args(out_node)
     if len(results) != 1 or results[0] not in env:
         raise BncError(f"{where}: the program must return one tensor computed from its input")
     dims = tuple(shape) + (1,) * (3 - len(shape))
-    graph = Graph(real(dims), tuple(nodes), env[results[0]])  # type: ignore[arg-type]
+    graph = Graph(real(dims), tuple(nodes), env[results[0]]).pruned()  # type: ignore[arg-type]
     try:
-        graph.pruned().verify()
+        graph.verify()
     except (O.ShapeError, GraphError) as e:
         raise BncError(f"{where}: {e}") from None
     if INPUT not in graph.live():
         raise BncError(f"{where}: the program's output does not depend on its input")
-    return graph.pruned().canonical()
+    return graph.canonical()

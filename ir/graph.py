@@ -9,11 +9,11 @@ passes. ``Graph.chain`` builds the v1 form, each op reading the one before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from bnc.ir.ops import Op, ShapeError
+from bnc.ir.ops import Op
 from bnc.ir.types import Kind, TensorType
 
 INPUT = "%in"
@@ -86,18 +86,12 @@ class Graph:
     def producer(self, value: str) -> Node | None:
         return self.producers.get(value)
 
-    def type_of(self, value: str) -> TensorType:
-        return self.types[value]
-
     def in_types(self, node: Node) -> tuple[TensorType, ...]:
         return tuple(self.types[a] for a in node.args)
 
     @property
     def output(self) -> TensorType:
         return self.types[self.result]
-
-    def __iter__(self) -> Iterator[Node]:
-        return iter(self.nodes)
 
     def verify(self) -> None:
         """Raise ``GraphError`` / ``ShapeError`` unless every value is defined once before its
@@ -140,6 +134,3 @@ class Graph:
         g = g.pruned().canonical()
         g.verify()
         return g
-
-
-__all__ = ["INPUT", "Graph", "GraphError", "Node", "ShapeError"]

@@ -52,7 +52,6 @@ from bnc.ir.graph import Graph
 from bnc.ir.passes.narrow import NarrowThresholds
 
 SCHEDULES = ("auto", "dense", "sparse")
-ALIGN = 8  # bytes: every arena region starts on a double word
 # Instruction estimates, fitted to the bundled example's layers under qemu -icount on
 # Cortex-M4 (docs/benchmarks.md): per output channel and position, plus per window word
 # (dense) or per entry (sparse). An AND-count entry costs more than a dense word (its index
@@ -199,7 +198,11 @@ class McuView(ModelIO):
     input_dst: int
     layers: tuple[Layer, ...]
     arena: Arena
-    plane_words: int  # int64s of the partial-plane arena (0: none)
+
+    @property
+    def plane_words(self) -> int:
+        """int64s of the partial-plane arena (0: none)."""
+        return self.arena.plane_bytes // 8
 
     @property
     def weight_bytes(self) -> int:
@@ -454,5 +457,4 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
         input_dst=at(inp.dst),
         layers=tuple(layers),
         arena=arena,
-        plane_words=arena.plane_bytes // 8,
     )

@@ -255,3 +255,11 @@ def test_concat_of_reals_on_c(tmp_path: Path) -> None:
         folder = tmp_path / str(seed)
         folder.mkdir()
         check(graph, random_input(graph, 8, seed), "c", folder)
+
+
+@pytest.mark.parametrize("target", [ARM64, ARMV7], ids=lambda t: t.name)
+def test_concat_of_reals_on_arm(target: CTarget, tmp_path: Path) -> None:
+    require_tool(target.cc)
+    require_tool(target.runner[0])
+    graph = lower(real_concat_graph(1))
+    check(graph, random_input(graph, 4, 1), target.name, tmp_path)

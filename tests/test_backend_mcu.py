@@ -26,7 +26,15 @@ from bnc.sim import mcu
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import require_tool  # noqa: E402
 from differential import assert_equal, check  # noqa: E402
-from irgen import batch_norm, levels, random_dag, random_graph, random_input, weights  # noqa: E402
+from irgen import (  # noqa: E402
+    batch_norm,
+    levels,
+    random_dag,
+    random_graph,
+    random_input,
+    real_concat_graph,
+    weights,
+)
 
 CORES = [CORTEX_M4, CORTEX_M7]
 
@@ -197,3 +205,12 @@ def test_two_branch_blocks_need_no_partial_planes() -> None:
         found += sum(len(v.points) for v in view.layers if isinstance(v, BitConv | CodeConv))
         assert view.plane_words == 0 and view.arena.plane_bytes == 0
     assert found > 0
+
+
+@pytest.mark.parametrize("target", CORES, ids=lambda t: t.name)
+def test_concat_of_reals(target: McuTarget, tmp_path: Path) -> None:
+    for seed in range(2):
+        graph = lower(real_concat_graph(seed))
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        check(graph, random_input(graph, 4, seed), target.name, folder)

@@ -15,7 +15,7 @@ import numpy as np
 
 from bnc.ir import ops as O
 from bnc.ir.graph import Graph, Node
-from bnc.ir.types import Kind, TensorType
+from bnc.ir.types import TensorType
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,18 +63,26 @@ class WidthInfo:
         return max(self.t_max, self.s_max).bit_length() + 1
 
 
+PLANES = (O.Threshold, O.MultiThreshold, O.Requantize, O.OutputAffine)
+
+
 class WidthError(ValueError):
     """A plane could overflow int64."""
 
 
 def widths(graph: Graph, plane: Node) -> WidthInfo:
-    """Bounds of one ``Threshold`` / ``OutputAffine`` node over all its (T, S) operands; T and S
-    are those of its widest operand."""
+    """Bounds of one plane (``Threshold``, ``MultiThreshold``, ``Requantize``,
+    ``OutputAffine``) over all its (T, S) operands, its largest constant included; T and S are
+    those of its widest operand."""
     op = plane.op
-    assert isinstance(op, O.Threshold | O.OutputAffine)
+    assert isinstance(op, PLANES)
     o = op.s.shape[1]
-    bound = np.array([abs(int(v)) for v in op.c] if isinstance(op, O.Threshold) else [0] * o,
-                     dtype=object)  # fmt: skip
+    if isinstance(op, O.OutputAffine):
+        consts = [0] * o
+    else:
+        c = op.c.reshape(-1, o)
+        consts = [max(abs(int(v)) for v in c[:, j]) for j in range(o)]
+    bound = np.array(consts, dtype=object)
     t_all = s_all = 0
     for k, v in enumerate(plane.args):
         conv = graph.producer(v)
@@ -95,7 +103,7 @@ def layer_widths(graph: Graph) -> dict[str, WidthInfo]:
     int64."""
     out: dict[str, WidthInfo] = {}
     for node in graph.nodes:
-        if isinstance(node.op, O.Threshold | O.OutputAffine):
+        if isinstance(node.op, PLANES):
             info = widths(graph, node)
             if info.plane_bits > 63:
                 raise WidthError(
@@ -142,7 +150,7 @@ def layer_table(graph: Graph) -> list[LayerInfo]:
     plane = layer_widths(graph)
     for node in graph.nodes:
         op = node.op
-        if isinstance(op, O.Threshold | O.OutputAffine | O.Flatten):
+        if isinstance(op, (*PLANES, O.Flatten)):
             continue  # shown with their SumConv2d / as a reshape
         t_in = graph.types[node.args[0]]
         t_out = graph.types[node.out]
@@ -161,7 +169,6 @@ def layer_table(graph: Graph) -> list[LayerInfo]:
             macs = int(op.weight.size) * oh * ow
             wbytes = (int(op.weight.size) + 7) // 8
             acc = plane[reader.op.name].plane_bits
-            width = (t_in.hi - t_in.lo).bit_length() if t_in.kind is Kind.INT else 1
-            bits = f"{width}x1"
+            bits = f"{t_in.bits}x1"
         rows.append(LayerInfo(op.name, op.opname, t_in, t_out, bits, kernels, macs, wbytes, acc))
     return rows

@@ -37,10 +37,10 @@ Value = Any  # np.ndarray or Sums
 
 
 def _values(x: np.ndarray, t: TensorType) -> np.ndarray:
-    """The integer each element stands for: the code for INT, 2a - 1 for BIT."""
+    """The integer each element stands for: ``q - zero_point`` for INT, ``2a - 1`` for BIT."""
     if t.kind is Kind.BIT:
         return x.astype(np.int64) * 2 - 1
-    return x.astype(np.int64)
+    return x.astype(np.int64) - t.zero_point
 
 
 def _windows(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
@@ -105,7 +105,20 @@ def _binary_layer(v: np.ndarray, t: TensorType, op: O.BinaryConv2d) -> np.ndarra
     return t.scale * (a * sums.t + d * sums.s) + _chan(op.bias)
 
 
-def _plane(op: O.Threshold | O.OutputAffine, sums: tuple[Sums, ...]) -> np.ndarray:
+def _quant_layer(v: np.ndarray, t: TensorType, op: O.QuantConv2d) -> np.ndarray:
+    """Float64 convolution of the values ``v`` with the weights ``levels[o, index]``."""
+    o, c, kh, kw = op.index.shape
+    w = np.take_along_axis(op.levels, op.index.reshape(o, -1), axis=1)
+    xp = _pad(v.astype(np.float64), op.padding, 0.0)
+    outs = []
+    for i in range(v.shape[0]):
+        win = _windows(xp[i : i + 1], (kh, kw), op.stride)  # (1, C, OH, OW, kh, kw)
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(*win.shape[2:4], -1)
+        outs.append((cols @ w.T).transpose(2, 0, 1))
+    return t.scale * np.stack(outs) + _chan(op.bias)
+
+
+def _plane(op: O._Plane | O.OutputAffine, sums: tuple[Sums, ...]) -> np.ndarray:
     acc = np.zeros_like(sums[0].s)
     for k, x in enumerate(sums):
         acc = acc + _chan(op.t[k].astype(np.int64)) * x.t + _chan(op.s[k].astype(np.int64)) * x.s
@@ -129,17 +142,26 @@ def run_op(op: O.Op, xs: tuple[Value, ...], ts: tuple[TensorType, ...]) -> Value
                 raise ValueError("the input contains NaN")
             return np.clip(np.rint(q), op.qmin, op.qmax).astype(np.int64)
         case O.Sign():
-            return (np.asarray(x) >= 0).astype(np.uint8)
+            v = _values(x, t) if t.kind is Kind.INT else np.asarray(x)
+            return (v >= 0).astype(np.uint8)
+        case O.Quantize():
+            q = np.rint(np.asarray(x, dtype=np.float64) / op.scale) + op.zero_point
+            return np.clip(q, op.qmin, op.qmax).astype(np.int64)
         case O.BinaryConv2d():
             return _binary_layer(_values(x, t), t, op)
         case O.BinaryLinear():
             conv = O.BinaryConv2d(op.name, op.weight[:, :, None, None], op.alpha, op.beta, op.bias)
             return _binary_layer(_values(x, t), t, conv)
+        case O.QuantConv2d():
+            return _quant_layer(_values(x, t), t, op)
+        case O.QuantLinear():
+            conv = O.QuantConv2d(op.name, op.index[:, :, None, None], op.levels, op.bias)
+            return _quant_layer(_values(x, t), t, conv)
         case O.BatchNorm():
             k = op.gamma / np.sqrt(op.var + op.eps)
             return _chan(k) * (x - _chan(op.mean)) + _chan(op.beta)
         case O.MaxPool2d():
-            pad = -np.inf if t.kind is Kind.REAL else 0
+            pad = -np.inf if t.kind is Kind.REAL else (0 if t.kind is Kind.BIT else t.lo)
             return max_pool(x, op.kernel, op.stride, op.padding, pad)
         case O.Flatten():
             if isinstance(x, Sums):
@@ -162,10 +184,21 @@ def run_op(op: O.Op, xs: tuple[Value, ...], ts: tuple[TensorType, ...]) -> Value
             return out
         case O.Threshold():
             return (_plane(op, xs) + _chan(op.c.astype(np.int64)) >= 0).astype(np.uint8)
+        case O.MultiThreshold():
+            plane = _plane(op, xs)
+            count = sum(plane + _chan(op.c[j].astype(np.int64)) >= 0 for j in range(len(op.c)))
+            return (op.qmin + count).astype(np.int64)
+        case O.Requantize():
+            plane = _plane(op, xs) + _chan(op.c.astype(np.int64))
+            q = O.round_shift(plane, _chan(op.shift.astype(np.int64)))
+            return np.clip(q, op.qmin, op.qmax).astype(np.int64)
         case O.BitMaxPool2d():
-            ored = max_pool(x, op.kernel, op.stride, op.padding, 0)
-            anded = 1 - max_pool(1 - x, op.kernel, op.stride, op.padding, 0)
-            return np.where(_chan(op.and_mask), anded, ored).astype(np.uint8)
+            lo, hi = (0, 1) if t.kind is Kind.BIT else (t.lo, t.hi)
+            v = x.astype(np.int64)
+            mx = max_pool(v, op.kernel, op.stride, op.padding, lo)
+            mn = lo + hi - max_pool(lo + hi - v, op.kernel, op.stride, op.padding, lo)
+            out = np.where(_chan(op.and_mask), mn, mx)
+            return out.astype(np.uint8 if t.kind is Kind.BIT else np.int64)
         case O.OutputAffine():
             return _plane(op, xs)
     raise TypeError(f"the interpreter has no rule for {op.opname}")

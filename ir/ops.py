@@ -3,13 +3,17 @@
 Two levels share one graph container (``bnc.ir.graph.Graph``, a DAG of SSA values):
 
 * import level, as the frontend builds it from the model: ``QuantizeInput``, ``Sign``,
-  ``BinaryConv2d``, ``BinaryLinear``, ``BatchNorm``, ``MaxPool2d``, ``Flatten``, ``Add`` (a
-  residual sum of two tensors), ``Concat`` (channels), ``GlobalAvgPool``; their values are
-  real numbers (float64 in the interpreter), mirroring PyTorch, except where a value is
-  exactly a code tensor (bits, and the integer sum a global average pool of bits or codes is);
-* lowered, integer-only (DESIGN §2): ``SumConv2d`` computes the pair (T, S), ``Threshold``
-  tests a per-channel integer plane over one or more such pairs (a residual add folded in),
-  ``BitMaxPool2d`` ORs / ANDs bits, ``Concat`` moves bits, ``GlobalAvgPool`` sums codes and
+  ``BinaryConv2d``, ``BinaryLinear`` (two weight levels), ``QuantConv2d``, ``QuantLinear``
+  (any number of levels), ``BatchNorm``, ``Quantize`` (a k-bit activation), ``MaxPool2d``,
+  ``Flatten``, ``Add`` (a residual sum of two tensors), ``Concat`` (channels),
+  ``GlobalAvgPool``; their values are real numbers (float64 in the interpreter), mirroring
+  PyTorch, except where a value is exactly a code tensor (bits, k-bit codes, and the integer
+  sum a global average pool of bits or codes is);
+* lowered, integer-only (DESIGN §2): ``SumConv2d`` computes the pair (T, S) of one binary
+  mask, ``Threshold`` tests a per-channel integer plane over one or more such pairs (several
+  masks of one layer, a residual add folded in), ``MultiThreshold`` counts thresholds passed
+  (a k-bit code), ``Requantize`` rounds the plane to codes, ``BitMaxPool2d`` takes the max
+  (or min) of bits or codes, ``Concat`` moves bits, ``GlobalAvgPool`` sums codes and
   ``OutputAffine`` forms the network's integer accumulator. ``Affine`` is the real-valued
   bridge the passes create and remove between the two levels.
 
@@ -21,6 +25,8 @@ Array fields are numpy arrays that must not be mutated; ops therefore compare by
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -93,12 +99,49 @@ class QuantizeInput(Op):
 
 @dataclass(frozen=True, eq=False)
 class Sign(Op):
-    """``a = 1[x >= 0]`` (``sign(0) = +1``)."""
+    """``a = 1[x >= 0]`` (``sign(0) = +1``); of a code, ``1[q >= zero_point]``."""
 
     def infer(self, *ts: TensorType) -> TensorType:
         (t,) = ts
-        _check_kind(self.name, self.opname, t, Kind.REAL)
+        _check_kind(self.name, self.opname, t, Kind.REAL, Kind.INT)
         return TensorType(Kind.BIT, t.shape)
+
+
+MAX_CODE_BITS = 8
+
+
+def code_type(name: str, shape, scale: float, zero_point: int, lo: int, hi: int) -> TensorType:
+    """The type of a quantizer's k-bit codes, refusing widths outside 1..8 and bad scales."""
+    if not (isinstance(scale, float | int) and math.isfinite(scale) and scale > 0):
+        raise ShapeError(f"layer '{name}': the quantizer's scale must be positive, not {scale!r}")
+    if not lo < hi or (hi - lo).bit_length() > MAX_CODE_BITS:
+        raise ShapeError(
+            f"layer '{name}': codes [{lo}, {hi}] need {(hi - lo).bit_length()} bits; bnc takes"
+            f" 1 to {MAX_CODE_BITS}"
+        )
+    return TensorType(Kind.INT, tuple(shape), float(scale), int(lo), int(hi), int(zero_point))
+
+
+@dataclass(frozen=True, eq=False)
+class Quantize(Op):
+    """A k-bit activation quantizer (``bnc.nn.ActQuantizer``, QONNX ``Quant``):
+    ``q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)``, standing for
+    ``scale * (q - zero_point)``. Import level: the passes fold it with the linear form before
+    it into a ``MultiThreshold`` or a ``Requantize``."""
+
+    scale: float
+    zero_point: int
+    qmin: int
+    qmax: int
+
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
+        if t.kind is not Kind.REAL:
+            raise ShapeError(
+                f"layer '{self.name}' (Quantize): an activation quantizer takes the real output"
+                f" of a binary layer (its BatchNorm, a residual add), not {t}"
+            )
+        return code_type(self.name, t.shape, self.scale, self.zero_point, self.qmin, self.qmax)
 
 
 # --- import level ------------------------------------------------------------------------
@@ -153,6 +196,69 @@ class BinaryLinear(Op):
         return TensorType(Kind.REAL, (o, 1, 1))
 
 
+def _check_levels(op: Op, index: np.ndarray, levels: np.ndarray, bias: np.ndarray) -> None:
+    o = index.shape[0]
+    if levels.ndim != 2 or levels.shape[0] != o or levels.shape[1] < 1:
+        raise ShapeError(
+            f"layer '{op.name}' ({op.opname}): levels must have shape ({o}, L), not {levels.shape}"
+        )
+    if not np.isfinite(levels).all():
+        raise ShapeError(f"layer '{op.name}' ({op.opname}): the weight levels are not finite")
+    if index.size and (index.min() < 0 or index.max() >= levels.shape[1]):
+        raise ShapeError(
+            f"layer '{op.name}' ({op.opname}): weight indices must lie in [0, {levels.shape[1]})"
+        )
+    _vector(op.name, "bias", bias, o)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantConv2d(Op):
+    """A convolution with multi-level weights (DESIGN §2.5): ``w[o,c,k] = levels[o, index[o,c,k]]``,
+    ``y[o] = sum_{c,k valid} w[o,c,k] * x[c, p+k] + bias[o]``. Ternary, k-bit integer, AMQ
+    multi-bit and codebook weights are all this form; ``DecomposeWeights`` splits it into a
+    shared term and sparse binary masks."""
+
+    index: np.ndarray  # int (O, C, kh, kw): a column of levels
+    levels: np.ndarray  # float64 (O, L)
+    bias: np.ndarray  # float64 (O,)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
+        _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
+        _check_levels(self, self.index, self.levels, self.bias)
+        o, c, kh, kw = self.index.shape
+        if t.channels != c:
+            raise ShapeError(
+                f"layer '{self.name}' (QuantConv2d) expects {c} input channels, got {t}"
+            )
+        h = _out_size(t.shape[1], kh, self.stride[0], self.padding[0], "kernel", self.name)
+        w = _out_size(t.shape[2], kw, self.stride[1], self.padding[1], "kernel", self.name)
+        return TensorType(Kind.REAL, (o, h, w))
+
+
+@dataclass(frozen=True, eq=False)
+class QuantLinear(Op):
+    """``y[o] = sum_i levels[o, index[o,i]] * x[i] + bias[o]`` over a vector input."""
+
+    index: np.ndarray  # int (O, I)
+    levels: np.ndarray  # float64 (O, L)
+    bias: np.ndarray
+
+    def infer(self, *ts: TensorType) -> TensorType:
+        (t,) = ts
+        _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
+        _check_levels(self, self.index, self.levels, self.bias)
+        o, i = self.index.shape
+        if t.shape != (i, 1, 1):
+            raise ShapeError(
+                f"layer '{self.name}' (QuantLinear) expects {i} input features, got {t}"
+                + (" (add a Flatten before it)" if t.size == i else "")
+            )
+        return TensorType(Kind.REAL, (o, 1, 1))
+
+
 @dataclass(frozen=True, eq=False)
 class BatchNorm(Op):
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` per channel (inference statistics)."""
@@ -186,7 +292,7 @@ class MaxPool2d(Op):
 
     def infer(self, *ts: TensorType) -> TensorType:
         (t,) = ts
-        _check_kind(self.name, self.opname, t, Kind.REAL, Kind.BIT)
+        _check_kind(self.name, self.opname, t, Kind.REAL, Kind.BIT, Kind.INT)
         for k, p in zip(self.kernel, self.padding, strict=True):
             if 2 * p > k:
                 raise ShapeError(
@@ -196,7 +302,7 @@ class MaxPool2d(Op):
         c, h, w = t.shape
         oh = _out_size(h, self.kernel[0], self.stride[0], self.padding[0], "pool", self.name)
         ow = _out_size(w, self.kernel[1], self.stride[1], self.padding[1], "pool", self.name)
-        return TensorType(t.kind, (c, oh, ow), t.scale, t.lo, t.hi)
+        return dataclasses.replace(t, shape=(c, oh, ow))
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,7 +313,7 @@ class Flatten(Op):
         (t,) = ts
         if t.kind is Kind.SUMS:
             raise ShapeError(f"layer '{self.name}' (Flatten) cannot take {t}")
-        return TensorType(t.kind, (t.size, 1, 1), t.scale, t.lo, t.hi)
+        return dataclasses.replace(t, shape=(t.size, 1, 1))
 
 
 # --- lowered, integer-only ---------------------------------------------------------------
@@ -218,7 +324,8 @@ class SumConv2d(Op):
     """The pair of DESIGN §2.4 over valid (non-padded) taps, in units of the input's codes:
 
     ``T[p] = sum_{c,k valid} x[c,p+k]`` and ``S[o,p] = sum_{c,k valid, b[o,c,k]=1} x[c,p+k]``,
-    where ``x`` is the INT code q or, for bits, ``2a - 1``. A padded tap contributes 0.
+    where ``x`` is ``q - zero_point`` of a code or, for bits, ``2a - 1``. A padded tap
+    contributes 0.
     """
 
     weight: np.ndarray  # bool (O, C, kh, kw)
@@ -233,7 +340,7 @@ class SumConv2d(Op):
             raise ShapeError(f"layer '{self.name}' (SumConv2d) expects {c} channels, got {t}")
         h = _out_size(t.shape[1], kh, self.stride[0], self.padding[0], "kernel", self.name)
         w = _out_size(t.shape[2], kw, self.stride[1], self.padding[1], "kernel", self.name)
-        return TensorType(Kind.SUMS, (o, h, w), t.scale, t.lo, t.hi)
+        return dataclasses.replace(t, kind=Kind.SUMS, shape=(o, h, w))
 
 
 def _sums_operands(op: Op, ts: tuple[TensorType, ...], t: np.ndarray, s: np.ndarray) -> None:
@@ -281,9 +388,62 @@ class Threshold(_Plane):
 
 
 @dataclass(frozen=True, eq=False)
+class MultiThreshold(_Plane):
+    """A k-bit activation (DESIGN §2.7): ``q[o] = qmin + #{l : P[o] + c[l,o] >= 0}`` with
+    ``P[o] = sum_k t[k,o]*T_k + s[k,o]*S_k[o]`` in exact integers; ``c`` is (L, O), one row
+    per threshold, non-increasing down the rows so the count is a monotone code. A decreasing
+    channel (``gamma < 0``) has negated ``t`` and ``s``. The codes stand for
+    ``scale * (q - zero_point)``."""
+
+    qmin: int = 0
+    scale: float = 1.0
+    zero_point: int = 0
+
+    def infer(self, *ts: TensorType) -> TensorType:
+        _sums_operands(self, ts, self.t, self.s)
+        o = ts[0].channels
+        if self.c.ndim != 2 or self.c.shape[1] != o or self.c.shape[0] < 1:
+            raise ShapeError(f"layer '{self.name}': c must have shape (L, {o}), not {self.c.shape}")
+        hi = self.qmin + self.c.shape[0]
+        return code_type(self.name, ts[0].shape, self.scale, self.zero_point, self.qmin, hi)
+
+
+def round_shift(v: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``round_half_even(v / 2^shift)`` of int64 ``v`` per element (``shift`` broadcasts;
+    a negative shift multiplies, exactly). The one definition of requantization rounding."""
+    v = np.asarray(v, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    up = np.maximum(shift, 0)
+    q = v >> up
+    rem = v - (q << up)
+    half = np.where(up > 0, np.int64(1) << np.maximum(up - 1, 0), np.int64(1) << 62)
+    q = q + ((rem > half) | ((rem == half) & ((q & 1) == 1))).astype(np.int64)
+    return np.where(shift < 0, v << np.maximum(-shift, 0), q)
+
+
+@dataclass(frozen=True, eq=False)
+class Requantize(_Plane):
+    """An add (or any plane) kept as codes (DESIGN §2.8): ``q[o] = clamp(round_shift(P[o] +
+    c[o], shift[o]), qmin, qmax)`` with ``round_shift`` the one definition of the rounding
+    (half to even). The codes stand for ``scale * (q - zero_point)``."""
+
+    shift: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    qmin: int = 0
+    qmax: int = 255
+    scale: float = 1.0
+    zero_point: int = 0
+
+    def infer(self, *ts: TensorType) -> TensorType:
+        _sums_operands(self, ts, self.t, self.s)
+        _vector(self.name, "c", self.c, ts[0].channels)
+        _vector(self.name, "shift", self.shift, ts[0].channels)
+        return code_type(self.name, ts[0].shape, self.scale, self.zero_point, self.qmin, self.qmax)
+
+
+@dataclass(frozen=True, eq=False)
 class BitMaxPool2d(Op):
-    """Max-pool of bits: OR per channel, or AND where ``and_mask`` is set (a max-pool moved
-    past a decreasing threshold). Padded taps are ignored."""
+    """Max-pool of bits or codes: OR (max) per channel, or AND (min) where ``and_mask`` is set
+    (a max-pool moved past a decreasing threshold). Padded taps are ignored."""
 
     kernel: Pair
     stride: Pair
@@ -292,7 +452,7 @@ class BitMaxPool2d(Op):
 
     def infer(self, *ts: TensorType) -> TensorType:
         (t,) = ts
-        _check_kind(self.name, self.opname, t, Kind.BIT)
+        _check_kind(self.name, self.opname, t, Kind.BIT, Kind.INT)
         _vector(self.name, "and_mask", self.and_mask, t.channels)
         return MaxPool2d(self.name, self.kernel, self.stride, self.padding).infer(t)
 
@@ -323,7 +483,8 @@ class OutputAffine(Op):
 @dataclass(frozen=True, eq=False)
 class Add(Op):
     """``a + b`` elementwise, same shape. A bit operand stands for ``2a - 1``, a code for
-    ``scale * q`` (import level only: the passes fold it into the consumer's plane)."""
+    ``scale * (q - zero_point)`` (import level only: the passes fold it into the consumer's
+    plane)."""
 
     arity = 2
 
@@ -364,8 +525,9 @@ class GlobalAvgPool(Op):
     """The mean over the whole map, one value per channel (``AdaptiveAvgPool2d(1)``).
 
     Of bits or codes it is exact as a code: the integer sum ``q = sum_p x[p]`` (bits as
-    ``2a - 1``) standing for ``q * scale / (H*W)``; the next layer folds the division into its
-    coefficients. Of real values (import level) it is the float mean."""
+    ``2a - 1``, codes as ``q - zero_point``) standing for ``q * scale / (H*W)``; the next
+    layer folds the division into its coefficients. Of real values (import level) it is the
+    float mean."""
 
     def infer(self, *ts: TensorType) -> TensorType:
         (t,) = ts
@@ -373,7 +535,7 @@ class GlobalAvgPool(Op):
         c, h, w = t.shape
         if t.kind is Kind.REAL:
             return TensorType(Kind.REAL, (c, 1, 1))
-        lo, hi = (-1, 1) if t.kind is Kind.BIT else (t.lo, t.hi)
+        lo, hi = t.value_range
         n = h * w
         return TensorType(Kind.INT, (c, 1, 1), t.scale / n, lo * n, hi * n)
 
@@ -383,6 +545,8 @@ LOWERED_OPS = (
     Sign,
     SumConv2d,
     Threshold,
+    MultiThreshold,
+    Requantize,
     BitMaxPool2d,
     OutputAffine,
     Flatten,

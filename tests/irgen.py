@@ -209,3 +209,113 @@ def real_concat_graph(seed: int) -> Graph:
     alpha, beta = levels(rng, 4)
     fc = O.BinaryLinear("fc", weights(rng, (4, 8 * 36), 0.5), alpha, beta, rng.normal(size=4))
     return g.graph(g.add(fc, g.add(O.Flatten("flat"), y)))
+
+
+WEIGHT_FORMS = ("gdq", "ternary", "int", "multibit", "codebook")
+
+
+def quant_conv(rng: np.random.Generator, name: str, c: int, o: int, k: int, stride: int,
+               pad: int, share: float, form: str) -> O.Op:  # fmt: skip
+    """A layer of one weight form of DESIGN §2.5 with levels of any sign; ``share`` is the
+    share of weights away from the most common level (ternary: of nonzero weights)."""
+    if form == "gdq":
+        return _conv(rng, name, c, o, k, stride, pad, share)
+    shape = (o, c, k, k)
+    s = rng.uniform(0.05, 2.0, size=o) * rng.choice([-1.0, 1.0], size=o)
+    if form == "ternary":
+        lv = np.stack([-s, 0 * s, s], axis=1)
+        p = [share / 2, 1 - share, share / 2]
+    elif form == "int":
+        bits = int(rng.integers(2, 5))
+        n = np.arange(-(2 ** (bits - 1)) + int(rng.integers(0, 2)), 2 ** (bits - 1))
+        lv = s[:, None] * n[None, :].astype(np.float64)
+        zero = int(np.flatnonzero(n == 0)[0])
+        p = np.full(len(n), share / max(len(n) - 1, 1))
+        p[zero] = 1 - share
+    elif form == "multibit":
+        planes = int(rng.integers(2, 4))
+        alpha = rng.uniform(0.05, 1.0, size=(planes, o))
+        n = np.arange(2**planes)
+        lv = np.stack([sum(alpha[i] * (2 * ((v >> i) & 1) - 1) for i in range(planes)) for v in n],
+                      axis=1)  # fmt: skip
+        p = np.full(len(n), 1 / len(n))
+    else:
+        count = int(rng.integers(3, 6))
+        lv = rng.normal(size=(o, count))
+        p = np.full(count, share / (count - 1))
+        p[0] = 1 - share
+    index = rng.choice(lv.shape[1], p=np.asarray(p) / np.sum(p), size=shape)
+    bias = rng.normal(size=o) if rng.random() < 0.3 else np.zeros(o)
+    return O.QuantConv2d(name, index, lv, bias, (stride, stride), (pad, pad))
+
+
+def activation(rng: np.random.Generator, name: str, kind: str) -> O.Op:
+    """Sign, or a k-bit quantizer: unsigned / signed / narrow, 1 to 8 bits."""
+    if kind == "sign":
+        return O.Sign(name)
+    bits = int(rng.integers(1, 5)) if kind == "low" else 8
+    signed = bits > 1 and rng.random() < 0.4
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    if signed and rng.random() < 0.3:
+        lo += 1  # narrow range
+    return O.Quantize(name, float(rng.uniform(0.05, 1.5) / max(1, hi)), 0, lo, hi)
+
+
+def multibit_dag(seed: int, blocks: int | None = None) -> Graph:
+    """A random graph of DESIGN §2.5–2.8's multi-bit forms: every weight form, Sign or k-bit
+    activations, an 8-bit residual stream ``x = q(bn(conv(sign(x))) + x)``, identity adds of
+    codes and of bits, max-pools of codes before or after the quantizer; sparsity 0-99 %,
+    gamma of any sign and zero."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 4)), int(rng.integers(4, 10)), int(rng.integers(4, 10)))
+    g = _Dag(shape)
+    x = g.add(O.QuantizeInput("in", 1 / 255, 0, 255), INPUT)
+    share = 1 - float(rng.choice([0.0, 0.5, 0.9, 0.99]))
+    c = int(rng.choice([3, 8, 33]))
+
+    def layer(x: str, p: str, c_in: int, o: int, k: int = 3, stride: int = 1) -> str:
+        form = str(rng.choice(WEIGHT_FORMS))
+        conv = quant_conv(rng, p, c_in, o, k, stride, k // 2, share, form)
+        return g.add(batch_norm(rng, f"{p}.bn", o), g.add(conv, x))
+
+    k = 3 if min(shape[1:]) >= 3 else 1
+    x = g.add(activation(rng, "stem.act", str(rng.choice(["sign", "low"]))),
+              layer(x, "stem", shape[0], c, k))  # fmt: skip
+    n = int(rng.integers(1, 4)) if blocks is None else blocks
+    for i in range(n):
+        kind = str(rng.choice(["chain", "stream", "bit-residual", "pool"]))
+        _, h, w = g.types[x].shape
+        p = f"b{i}"
+        if kind == "stream":
+            # x8 = q8(x) once, then blocks x8 = q8(bn(conv(sign(x8))) + x8)
+            if g.types[x].kind.value != "int" or g.types[x].bits != 8:
+                x = g.add(activation(rng, f"{p}.in", "wide"), layer(x, f"{p}.in", c, c, 1))
+            for j in range(int(rng.integers(1, 3))):
+                y = layer(g.add(O.Sign(f"{p}.{j}.sign"), x), f"{p}.{j}", c, c)
+                q = g.types[x]
+                x = g.add(O.Quantize(f"{p}.{j}.q", q.scale, 0, q.lo, q.hi),
+                          g.add(O.Add(f"{p}.{j}.add"), y, x))  # fmt: skip
+        elif kind == "bit-residual":
+            if g.types[x].kind.value != "bit":
+                x = g.add(O.Sign(f"{p}.sign0"), x)
+            x = g.add(O.Sign(f"{p}.sign"), g.add(O.Add(f"{p}.add"), layer(x, p, c, c), x))
+        elif kind == "pool" and min(h, w) >= 2:
+            x = g.add(O.MaxPool2d(f"{p}.pool", (2, 2), (2, 2)), x)
+        elif min(h, w) >= 2 and rng.random() < 0.5:  # pool before the quantizer
+            y = g.add(O.MaxPool2d(f"{p}.pool", (2, 2), (2, 2)), g.add(quant_conv(
+                rng, p, c, c, 3, 1, 1, share, str(rng.choice(WEIGHT_FORMS))), x))  # fmt: skip
+            y = g.add(batch_norm(rng, f"{p}.bn", c), y)
+            x = g.add(activation(rng, f"{p}.act", str(rng.choice(["sign", "low"]))), y)
+        else:
+            act = str(rng.choice(["sign", "low", "wide"]))
+            x = g.add(activation(rng, f"{p}.act", act), layer(x, p, c, c))
+    classes = int(rng.integers(2, 11))
+    if rng.random() < 0.5:
+        x = g.add(O.GlobalAvgPool("gap"), x)
+    x = g.add(O.Flatten("flat"), x)
+    form = str(rng.choice(WEIGHT_FORMS))
+    fc = quant_conv(rng, "fc", g.types[x].channels, classes, 1, 1, 0, share, form)
+    x = g.add(fc, x)
+    if rng.random() < 0.7:
+        x = g.add(batch_norm(rng, "bn_out", classes), x)
+    return g.graph(x)

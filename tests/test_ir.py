@@ -103,9 +103,11 @@ def test_integer_threshold_agrees_outside_the_documented_margin(
 
 
 def _affine_sign_graph(t: np.ndarray, s: np.ndarray, c: np.ndarray) -> Graph:
-    conv = O.SumConv2d("conv", np.ones((1, 1, 1, 1), dtype=bool))
-    ops = (O.Sign("in"), conv, O.Affine("conv", t[None], s[None], c), O.Sign("sign"))
-    return Graph.chain(real((1, 1, 1)), ops)
+    """A plane whose T = x0 + x1 and S = x0 reach every pair the threshold tests use."""
+    conv = O.SumConv2d("conv", np.array([True, False]).reshape(1, 2, 1, 1))
+    inp = O.QuantizeInput("in", 1.0, -200_000, 200_000)
+    ops = (inp, conv, O.Affine("conv", t[None], s[None], c), O.Sign("sign"))
+    return Graph.chain(real((2, 1, 1)), ops)
 
 
 def test_zero_gamma_gives_a_constant_channel() -> None:

@@ -19,6 +19,7 @@ from bnc.ir.passes.lowering import (
     PushThroughConcat,
     QuantizeOutput,
 )
+from bnc.ir.passes.multibit import DecomposeWeights, FoldQuantize
 from bnc.ir.types import Kind
 
 
@@ -34,8 +35,10 @@ PIPELINE: tuple[Pass, ...] = (
     PushMaxPoolPastThreshold(),
     LowerMaxPool(),
     DecomposeGdq(),
+    DecomposeWeights(),
     FoldAffine(),
     FoldSign(),
+    FoldQuantize(),
     QuantizeOutput(),
 )
 
@@ -51,9 +54,12 @@ _WHY = {
     O.BatchNorm: "a BatchNorm must follow a binary layer (or a residual sum of them) and be"
     " followed by Sign or end the network",
     O.MaxPool2d: "a max-pool on real values must be followed by [BatchNorm] Sign",
-    O.Affine: "a binary layer's output must go through [BatchNorm] Sign, or be the network's"
-    " output; " + _STORE.replace("before", "after"),
+    O.Affine: "a binary layer's output must go through [BatchNorm] Sign or an ActQuantizer, or"
+    " be the network's output; " + _STORE.replace("before", "after"),
     O.BinaryLinear: "a BinaryLinear needs a vector or a flattened input",
+    O.QuantLinear: "a BinaryLinear needs a vector or a flattened input",
+    O.Quantize: "an activation quantizer must follow a binary layer, a BatchNorm after one, or"
+    " a residual add of them (it cannot quantize bits, codes or the input)",
     O.Add: "an add of real values must be followed by [BatchNorm] Sign or end the network, and"
     " each operand must be a binary layer's output [BatchNorm] or bits",
     O.Concat: "a torch.cat of real values must be followed by [BatchNorm] Sign, or put"

@@ -64,21 +64,25 @@ def _single_reader(graph: Graph, value: str, what: str) -> None:
 
 @dataclass(frozen=True)
 class LinearToConv:
-    """``[Flatten] BinaryLinear`` becomes a ``BinaryConv2d`` whose kernel covers the whole
-    (C, H, W) input: PyTorch's flatten order is exactly the kernel's (c, y, x) order."""
+    """``[Flatten] BinaryLinear`` (``QuantLinear``) becomes a ``BinaryConv2d`` (``QuantConv2d``)
+    whose kernel covers the whole (C, H, W) input: PyTorch's flatten order is exactly the
+    kernel's (c, y, x) order."""
 
     name: str = "linear-to-conv"
 
     def apply(self, graph: Graph) -> Graph:
         def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
             op = node.op
-            if not isinstance(op, O.BinaryLinear):
+            if not isinstance(op, O.BinaryLinear | O.QuantLinear):
                 return None
             src = args[0]
             flat = b.producer(src)
             if flat is not None and isinstance(flat.op, O.Flatten):
                 src = flat.args[0]
             c, h, w = b.types[src].shape
+            if isinstance(op, O.QuantLinear):
+                index = op.index.reshape(op.index.shape[0], c, h, w)
+                return b.emit(O.QuantConv2d(op.name, index, op.levels, op.bias), (src,))
             weight = op.weight.reshape(op.weight.shape[0], c, h, w)
             return b.emit(O.BinaryConv2d(op.name, weight, op.alpha, op.beta, op.bias), (src,))
 
@@ -87,18 +91,22 @@ class LinearToConv:
 
 @dataclass(frozen=True)
 class PushMaxPoolPastThreshold:
-    """``MaxPool2d [BatchNorm]* Sign`` on real values becomes ``[BatchNorm]* Sign BitMaxPool2d``.
+    """``MaxPool2d [BatchNorm]* Sign`` on real values becomes ``[BatchNorm]* Sign BitMaxPool2d``
+    (and ``Quantize`` likewise).
 
-    Exact: BatchNorm is monotone per channel, so the max of the pre-activations maps to the OR
-    of the bits where it increases and to their AND where it decreases (gamma < 0). Applies
-    where the pool and each BatchNorm have the next op as their only reader.
+    Exact: BatchNorm is monotone per channel and Sign and the quantizer are non-decreasing, so
+    the max of the pre-activations maps to the max (OR) of the bits or codes where it increases
+    and to their min (AND) where it decreases (gamma < 0). Applies where the pool and each
+    BatchNorm have the next op as their only reader.
     """
 
     name: str = "push-max-pool-past-threshold"
 
     def apply(self, graph: Graph) -> Graph:
         def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
-            if not isinstance(node.op, O.Sign):
+            if not isinstance(node.op, O.Sign | O.Quantize):
+                return None
+            if graph.types[node.args[0]].kind is not Kind.REAL:
                 return None
             bns: list[O.BatchNorm] = []
             v = node.args[0]
@@ -158,7 +166,7 @@ class PushThroughConcat:
 
 @dataclass(frozen=True)
 class LowerMaxPool:
-    """``MaxPool2d`` on bits is an OR: ``BitMaxPool2d`` with no AND channels."""
+    """``MaxPool2d`` on bits (an OR) or codes (a max): ``BitMaxPool2d`` with no AND channels."""
 
     name: str = "lower-max-pool"
 
@@ -166,7 +174,7 @@ class LowerMaxPool:
         def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
             op = node.op
             t = b.types[args[0]]
-            if not isinstance(op, O.MaxPool2d) or t.kind is not Kind.BIT:
+            if not isinstance(op, O.MaxPool2d) or t.kind not in (Kind.BIT, Kind.INT):
                 return None
             mask = np.zeros(t.channels, dtype=bool)
             return b.emit(O.BitMaxPool2d(op.name, op.kernel, op.stride, op.padding, mask), args)
@@ -283,44 +291,114 @@ class FoldAffine:
         return rewrite(graph, rule)
 
 
-def _t_bound(b: Builder, sums: tuple[str, ...]) -> tuple[int, bool]:
-    """The sum over operands of each one's bound on |T| (= taps * max|x|), and whether every
-    operand reads bits."""
-    total, over_bits = 0, True
+def operand_bounds(b: Builder, sums: tuple[str, ...]) -> tuple[list[int], bool]:
+    """Each operand's bound on |T| and |S| (= taps * max|x|), and whether every operand reads
+    bits."""
+    out, over_bits = [], True
     for v in sums:
         conv = b.producer(v)
         assert conv is not None and isinstance(conv.op, O.SumConv2d)
         src = b.types[conv.args[0]]
-        total += int(np.prod(conv.op.weight.shape[1:])) * src.magnitude
+        out.append(int(np.prod(conv.op.weight.shape[1:])) * src.magnitude)
         over_bits &= src.kind is Kind.BIT
-    return total, over_bits
+    return out, over_bits
+
+
+# The exact form (DESIGN §2.6): a channel's coefficients are small integer multiples of one
+# unit when the weight levels are integer multiples of a scale (ternary, k-bit integers, ±s).
+# Levels computed in float32 carry a relative error up to 2^-24, so ratios are matched to
+# EXACT_TOLERANCE; EXACT_MAX bounds the integers, so that a coincidence of arbitrary reals
+# (GDQ's two levels) within the tolerance is negligible.
+EXACT_TOLERANCE = 2.0**-21
+EXACT_MAX = 1 << 12
+_DIVISORS = (1, 2, 3, 4, 6, 8, 12, 16)
+
+
+def integer_form(values: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """``(ints, unit)`` with ``values = unit * ints`` to ``EXACT_TOLERANCE``, or None."""
+    nz = np.abs(values[values != 0])
+    if nz.size == 0 or not np.isfinite(nz).all():
+        return None
+    m = float(nz.min())
+    if float(nz.max()) > m * EXACT_MAX * _DIVISORS[-1]:
+        return None
+    for d in _DIVISORS:
+        r = values / (m / d)
+        ints = np.rint(r)
+        if np.abs(ints).max() > EXACT_MAX:
+            return None
+        if (np.abs(r - ints) <= EXACT_TOLERANCE * np.maximum(1.0, np.abs(r))).all():
+            return ints.astype(np.int64), m / d
+    return None
+
+
+def channel_form(
+    t: np.ndarray, s: np.ndarray, bits: int
+) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """One channel's plane ``sum_k t[k]*T_k + s[k]*S_k`` as ``unit * (integer plane)``:
+    ``(t', s', unit, exact)``. Exact where ``integer_form`` applies, else fixed point with
+    ``bits`` bits (``unit = 2^-shift``)."""
+    exact = integer_form(np.concatenate([t, s]))
+    if exact is not None:
+        ints, unit = exact
+        return ints[: len(t)], ints[len(t) :], unit, True
+    (ti, si), shift = _fixed([t, s], bits)
+    return ti, si, math.ldexp(1.0, -shift), False
+
+
+def plane_constant(
+    c: float, unit: float, t: np.ndarray, s: np.ndarray, bounds: list[int], margin: int = 0
+) -> int:
+    """``floor(c / unit)``, saturated to ``±(B + margin + 1)`` (B the bound of the integer
+    plane ``t, s`` over operands with ``bounds``): past that band every input decides the same
+    way, and the constant stays as narrow as the plane."""
+    b = sum((abs(int(a)) + abs(int(z))) * m for a, z, m in zip(t, s, bounds, strict=True))
+    lim = b + margin + 1
+    if abs(c) >= lim * unit:
+        return lim if c > 0 else -lim
+    return math.floor(c / unit)
 
 
 @dataclass(frozen=True)
 class FoldSign:
-    """``Affine Sign`` becomes an integer ``Threshold``: per channel the coefficients of every
-    operand are scaled by one power of two (so the test's direction and ``sign(0) = +1`` are
-    kept) and rounded to ``plane_precision`` bits (24 to 40, as the layer's sums allow).
-    ``gamma < 0`` flips the test through the coefficients' signs and ``gamma = 0`` leaves only
-    the constant."""
+    """``Affine Sign`` becomes an integer ``Threshold``. Where the layer's levels make a
+    channel's coefficients integer multiples of one unit (``integer_form``), the threshold is
+    exact: the integers and ``floor(c / unit)``. Otherwise the coefficients of every operand
+    are scaled by one power of two (so the test's direction and ``sign(0) = +1`` are kept) and
+    rounded to ``plane_precision`` bits (24 to 40, as the layer's sums allow). ``gamma < 0``
+    flips the test through the coefficients' signs and ``gamma = 0`` leaves only the constant.
+    A ``Sign`` of codes is the threshold ``q - zero_point >= 0`` of their identity read."""
 
     name: str = "fold-sign"
 
     def apply(self, graph: Graph) -> Graph:
         def rule(b: Builder, node: Node, args: tuple[str, ...]) -> str | None:
-            prev = b.producer(args[0])
-            if not isinstance(node.op, O.Sign) or prev is None:
+            if not isinstance(node.op, O.Sign):
                 return None
-            if not isinstance(prev.op, O.Affine):
+            if b.types[args[0]].kind is Kind.INT:
+                c = b.types[args[0]].channels
+                eye = np.eye(c, dtype=bool)[:, :, None, None]
+                sums = b.emit(O.SumConv2d(f"{node.op.name}.read", eye), args)
+                one = np.ones((1, c), dtype=np.int64)
+                th = O.Threshold(node.op.name, 0 * one, one, np.zeros(c, dtype=np.int64))
+                return b.emit(th, (sums,))
+            prev = b.producer(args[0])
+            if prev is None or not isinstance(prev.op, O.Affine):
                 return None
             _single_reader(graph, node.args[0], f"one of them is the Sign '{node.op.name}'")
             aff = prev.op
-            t_max, over_bits = _t_bound(b, prev.args)
-            bits = plane_precision(t_max, DOUBLE_EXACT if over_bits else 62)
-            cols = [
-                _fixed([aff.t[:, o], aff.s[:, o], aff.c[o : o + 1]], bits)[0]
-                for o in range(aff.c.shape[0])
-            ]
+            bounds, over_bits = operand_bounds(b, prev.args)
+            bits = plane_precision(sum(bounds), DOUBLE_EXACT if over_bits else 62)
+            cols = []
+            for o in range(aff.c.shape[0]):
+                t, s, unit, exact = channel_form(aff.t[:, o], aff.s[:, o], bits)
+                if exact:
+                    c = plane_constant(float(aff.c[o]), unit, t, s, bounds)
+                    cols.append((t, s, np.array([c], dtype=np.int64)))
+                else:
+                    cols.append(
+                        tuple(_fixed([aff.t[:, o], aff.s[:, o], aff.c[o : o + 1]], bits)[0])
+                    )
             t = np.stack([col[0] for col in cols], axis=1)
             s = np.stack([col[1] for col in cols], axis=1)
             c = np.concatenate([col[2] for col in cols])

@@ -57,8 +57,9 @@ class ViewKind(StrEnum):
 
 
 class Storage(Enum):
-    """How a tensor is held: packed bits ``[H][W][words]`` of uint32, integer codes (C, H, W),
-    the network input's codes (C, H, W), or an int64 plane (C, H, W)."""
+    """How a tensor is held: packed bits ``[H][W][words]`` of uint32, integer values (C, H, W)
+    of a code tensor (``q - zero_point``, in the narrowest C integer type, ``code_ctype``), the
+    network input's codes (C, H, W), or an int64 plane (C, H, W)."""
 
     BITS = "bits"
     CODES = "codes"
@@ -85,9 +86,31 @@ class Tensor:
         return words(self.c)
 
     def units(self) -> int:
-        """Words (bits, codes) or int64s (planes) it takes."""
+        """Words (bits), elements (codes) or int64s (planes) it takes."""
         c, h, w = self.shape
         return words(c) * h * w if self.storage is Storage.BITS else c * h * w
+
+    @property
+    def ctype(self) -> str:
+        """C type of one element: uint32_t words, a code's narrowest type, int64_t planes."""
+        if self.storage is Storage.BITS:
+            return "uint32_t"
+        if self.storage is Storage.PLANE:
+            return "int64_t"
+        return code_ctype(self.lo, self.hi)
+
+    def nbytes(self) -> int:
+        size = {"uint32_t": 4, "int64_t": 8, "int32_t": 4, "int16_t": 2, "uint16_t": 2}
+        return self.units() * size.get(self.ctype, 1)
+
+
+def code_ctype(lo: int, hi: int) -> str:
+    """The narrowest C integer type holding every value in ``[lo, hi]``."""
+    for name, a, b in (("int8_t", -128, 127), ("uint8_t", 0, 255), ("int16_t", -(1 << 15),
+                       (1 << 15) - 1), ("uint16_t", 0, (1 << 16) - 1)):  # fmt: skip
+        if a <= lo and hi <= b:
+            return name
+    return "int32_t"
 
 
 @dataclass(frozen=True)
@@ -118,6 +141,21 @@ class Geometry:
 class Mode(Enum):
     THRESHOLD = "threshold"  # writes bits: 1[plane + c >= 0]
     PLANE = "plane"  # writes the int64 plane (a partial sum, or the network's accumulator)
+    MULTI = "multi"  # writes codes: the thresholds passed (``CodeOut``)
+    REQUANT = "requant"  # writes codes: the plane rounded and clamped (``CodeOut``)
+
+
+@dataclass(frozen=True)
+class CodeOut:
+    """How a step that writes codes turns its plane into values ``q - zero_point``:
+    ``MULTI``: ``qmin - zp + #{l : plane + c[l][o] >= 0}``; ``REQUANT``:
+    ``clamp(round_shift(plane + c[o], shift[o]), qmin, qmax) - zp`` (``bnc.ir.ops``)."""
+
+    c: tuple[tuple[int, ...], ...]  # MULTI: (L, O) thresholds; REQUANT: one row, (O,)
+    shift: tuple[int, ...]  # REQUANT
+    qmin: int
+    qmax: int
+    zero_point: int
 
 
 @dataclass(frozen=True)
@@ -191,6 +229,7 @@ class ConvStep:
     acc_in: Tensor | None  # a partial plane to add before thresholding / writing
     bit_adds: tuple[BitAdd, ...] = ()  # identity shortcuts of bits, added at the same place
     points: tuple[PointBranch, ...] = ()  # 1x1 branches computed in place (fuse_points)
+    code_out: CodeOut | None = None  # MULTI / REQUANT
 
     @property
     def adds(self) -> bool:
@@ -214,6 +253,10 @@ class ConvStep:
             "name": self.name,
             "plane_out": self.mode is Mode.PLANE,
         }
+
+    @property
+    def codes_out(self) -> bool:
+        return self.mode in (Mode.MULTI, Mode.REQUANT)
 
     @property
     def value_range(self) -> tuple[int, int]:
@@ -370,13 +413,20 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
             by_value[node.out] = dst
         elif isinstance(op, O.SumConv2d):
             continue  # computed by the plane that reads it
-        elif isinstance(op, O.Threshold | O.OutputAffine):
+        elif isinstance(op, O.Threshold | O.MultiThreshold | O.Requantize | O.OutputAffine):
             final = isinstance(op, O.OutputAffine)
+            code_out, mode_last = None, Mode.THRESHOLD
             if final:
                 if node.out != result:
                     raise UnsupportedGraph(f"layer '{op.name}': the output must be the result")
                 dst = tensor(node.out, Storage.PLANE, ty.shape, output=True)
                 out_op, out_tensor = op, dst
+                mode_last = Mode.PLANE
+            elif isinstance(op, O.MultiThreshold | O.Requantize):
+                lo, hi = ty.value_range
+                dst = tensor(node.out, Storage.CODES, ty.shape, lo, hi)
+                code_out = _code_out(op)
+                mode_last = Mode.MULTI if isinstance(op, O.MultiThreshold) else Mode.REQUANT
             else:
                 dst = tensor(node.out, Storage.BITS, ty.shape)
             order = _operand_order(graph, node)
@@ -404,8 +454,9 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
                     cw.padding,
                 )  # fmt: skip
                 if last:
-                    out, mode = dst, (Mode.PLANE if final else Mode.THRESHOLD)
-                    cc = tuple(int(v) for v in op.c) if not final else (0,) * geo.o
+                    out, mode = dst, mode_last
+                    thr = mode is Mode.THRESHOLD
+                    cc = tuple(int(v) for v in op.c) if thr else (0,) * geo.o
                 else:
                     if partial is None:
                         partial = tensor(f"{node.out}.partial", Storage.PLANE, ty.shape)
@@ -414,13 +465,16 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
                     len(steps), op.name if last else cw.name, geo, src, out,
                     cw.weight, tuple(int(v) for v in op.t[k]), tuple(int(v) for v in op.s[k]),
                     cc, mode, partial if j > 0 else None, bit_adds if last else (),
-                    points if last else (),
+                    points if last else (), code_out if last else None,
                 )  # fmt: skip
                 steps.append(step)
             by_value[node.out] = dst
         elif isinstance(op, O.BitMaxPool2d):
             src = by_value[node.args[0]]
-            dst = tensor(node.out, Storage.BITS, ty.shape)
+            if ty.kind is Kind.BIT:
+                dst = tensor(node.out, Storage.BITS, ty.shape)
+            else:
+                dst = tensor(node.out, Storage.CODES, ty.shape, *ty.value_range)
             geo = _geometry(src.shape, ty.shape, op.kernel, op.stride, op.padding)
             steps.append(PoolStep(len(steps), op.name, geo, src, dst, op.and_mask))
             by_value[node.out] = dst
@@ -447,6 +501,15 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
     if inp is None or out_op is None or out_tensor is None:
         raise UnsupportedGraph("the graph has no input quantizer or no output layer")
     return Schedule(inp, tuple(steps), tuple(tensors), out_tensor, out_op)
+
+
+def _code_out(op: O.MultiThreshold | O.Requantize) -> CodeOut:
+    if isinstance(op, O.MultiThreshold):
+        rows = tuple(tuple(int(v) for v in row) for row in op.c)
+        hi = op.qmin + op.c.shape[0]
+        return CodeOut(rows, (), op.qmin, hi, op.zero_point)
+    c = (tuple(int(v) for v in op.c),)
+    return CodeOut(c, tuple(int(v) for v in op.shift), op.qmin, op.qmax, op.zero_point)
 
 
 def _conv_of(graph: Graph, plane: Node, k: int) -> Node:

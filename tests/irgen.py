@@ -315,6 +315,10 @@ def multibit_dag(seed: int, blocks: int | None = None) -> Graph:
     x = g.add(O.Flatten("flat"), x)
     form = str(rng.choice(WEIGHT_FORMS))
     fc = quant_conv(rng, "fc", g.types[x].channels, classes, 1, 1, 0, share, form)
+    if isinstance(fc, O.QuantConv2d):
+        fc = O.QuantLinear("fc", fc.index[:, :, 0, 0], fc.levels, fc.bias)
+    else:
+        fc = O.BinaryLinear("fc", fc.weight[:, :, 0, 0], fc.alpha, fc.beta, fc.bias)
     x = g.add(fc, x)
     if rng.random() < 0.7:
         x = g.add(batch_norm(rng, "bn_out", classes), x)

@@ -43,6 +43,7 @@ from bnc.backends.core import (
     ConcatStep,
     ConvStep,
     Geometry,
+    Mode,
     ModelIO,
     PoolStep,
     Schedule,
@@ -64,12 +65,44 @@ SCHEDULES = ("auto", "generic", "planar")
 
 
 @dataclass(frozen=True)
+class CodesOut:
+    """What a layer that writes codes needs: ``mode`` "multi" (``thr``: [l][o] thresholds,
+    ``nthr`` of them, the code ``qlo + passed``) or "requant" (``c``, ``shift``: the
+    round-half-even shift, clamp to ``[qmin, qmax]``, minus ``zp``), and the codes' C type."""
+
+    mode: str
+    dst_type: str
+    thr: tuple[int, ...]
+    nthr: int
+    shift: tuple[int, ...]
+    qmin: int
+    qmax: int
+    zp: int
+
+    @property
+    def qlo(self) -> int:
+        return self.qmin - self.zp
+
+    @staticmethod
+    def of(step: ConvStep, dst_type: str | None = None) -> CodesOut | None:
+        """``dst_type``: the C type the target stores these codes in (default: narrowest)."""
+        co = step.code_out
+        if co is None:
+            return None
+        mode = "multi" if step.mode is Mode.MULTI else "requant"
+        thr = tuple(v for row in co.c for v in row)
+        return CodesOut(mode, dst_type or step.dst.ctype, thr, len(co.c), co.shift, co.qmin,
+                        co.qmax, co.zero_point)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ConvView(Geometry):
     index: int
     name: str
     input: str  # "bits" or "codes": what the input holds
     src_type: str  # C type of an element of the input (codes)
     plane_out: bool  # True: writes the int64 plane (output or a partial sum); False: bits
+    codes: CodesOut | None  # writes codes (a k-bit activation) instead of bits
     add: str  # C expression of an int64 plane added before thresholding / writing, or ""
     bit_adds: tuple[BitAddView, ...]  # identity shortcuts of bits: +-s[o] by their bit
     nw: int  # input words per pixel (bits)
@@ -128,14 +161,29 @@ class PlanarView(Geometry):
 
 @dataclass(frozen=True)
 class PoolView(Geometry):
+    """A max-pool of bits (OR, AND on ``and_words`` channels) or of codes (max, min on
+    ``min_mask`` channels; ``src_type`` / ``dst_type`` their C types, ``lo`` / ``hi`` their
+    range)."""
+
     index: int
     name: str
+    input: str  # "bits" or "codes"
     nw: int
     and_words: tuple[str, ...]
+    min_mask: tuple[int, ...]
+    src_type: str
+    dst_type: str
+    lo: int
+    hi: int
     src: str
     dst: str
 
     kind = ViewKind.POOL
+    schedule = "-"
+
+    @property
+    def weight_bytes(self) -> int:
+        return 4 * len(self.and_words) + (len(self.min_mask) if self.input == "codes" else 0)
 
 
 @dataclass(frozen=True)
@@ -184,6 +232,7 @@ class SumPoolView:
     name: str
     input: str  # "bits" or "codes"
     src_type: str
+    dst_type: str
     c: int
     h: int
     w: int
@@ -211,6 +260,7 @@ class ModelView(ModelIO):
     code_size: int
     code_type: str  # C type of the input quantizer's codes
     needs_popcount: bool  # some layer reads bits
+    needs_round_shift: bool  # some layer requantizes
     layers: tuple[Layer, ...]
     nib_size: int  # bytes of the planar schedule's nibble planes (0: no planar layer)
     pc_size: int  # padded positions of the largest planar input
@@ -280,7 +330,7 @@ def choose(step: ConvStep, schedule: str, unit: str = "nibble") -> str:
     """The schedule of one convolution: ``planar`` needs stride 1 and bits in; ``auto`` takes
     the cheaper by the two estimates above (docs/benchmarks.md shows them against timings)."""
     g = step.geo
-    if not step.bits_in or (g.sh, g.sw) != (1, 1):
+    if not step.bits_in or (g.sh, g.sw) != (1, 1) or step.codes_out:
         return "generic"
     if schedule != "auto":
         return schedule
@@ -362,6 +412,7 @@ def _generic(
         **step.view_fields(),
         input=wk,
         src_type=src_type,
+        codes=CodesOut.of(step),
         add=add,
         bit_adds=bit_adds,
         nw=words(step.geo.c),
@@ -389,8 +440,8 @@ def data_view(
         return ConcatView(step.index, step.name, h, w, step.dst.nw, parts, ptr(step.dst))
     c, h, w = step.src.shape
     kind = "bits" if step.src.storage is Storage.BITS else "codes"
-    return SumPoolView(step.index, step.name, kind, elem(step.src), c, h, w, words(c),
-                       ptr(step.src), ptr(step.dst))  # fmt: skip
+    return SumPoolView(step.index, step.name, kind, elem(step.src), elem(step.dst), c, h, w,
+                       words(c), ptr(step.src), ptr(step.dst))  # fmt: skip
 
 
 def _code_type(qmin: int, qmax: int) -> str:
@@ -403,15 +454,32 @@ def _pool_of(t: Tensor) -> str | None:
     return "planes" if t.storage is Storage.PLANE else "words"
 
 
-def _bytes(t: Tensor) -> int:
-    return t.units() * (8 if t.storage is Storage.PLANE else 4)
+def pool_view(step: PoolStep, ptr: Callable[[Tensor], str], elem: Callable[[Tensor], str]):
+    """The view of a max-pool, for every C dialect."""
+    bits_ = step.src.storage is Storage.BITS
+    mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None])) if bits_ else ()
+    return PoolView(
+        **step.geo.fields(),
+        index=step.index,
+        name=step.name,
+        input="bits" if bits_ else "codes",
+        nw=words(step.geo.c),
+        and_words=mask,
+        min_mask=tuple(int(v) for v in step.and_mask),
+        src_type=elem(step.src),
+        dst_type=elem(step.dst),
+        lo=step.dst.lo,
+        hi=step.dst.hi,
+        src=ptr(step.src),
+        dst=ptr(step.dst),
+    )
 
 
 def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble") -> ModelView:
     if schedule not in SCHEDULES:
         raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
     sched: Schedule = core_schedule(graph)
-    plan = plan_memory(sched, _pool_of, _bytes)
+    plan = plan_memory(sched, _pool_of, Tensor.nbytes)
     inp = sched.input
     code_type = _code_type(inp.qmin, inp.qmax) if not inp.sign else "int16_t"
 
@@ -423,11 +491,11 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
         if t.storage is Storage.PLANE:
             return f"(bnc_planes + {plan.offset(t) // 8})"
         if t.storage is Storage.CODES:
-            return f"((int32_t *)(bnc_arena + {plan.offset(t) // 4}))"
+            return f"(({t.ctype} *)(bnc_arena + {plan.offset(t) // 4}))"
         return f"(bnc_arena + {plan.offset(t) // 4})"
 
     def elem_type(t: Tensor) -> str:
-        return code_type if t.storage is Storage.INPUT_CODES else "int32_t"
+        return code_type if t.storage is Storage.INPUT_CODES else t.ctype
 
     layers: list[Layer] = []
     for step in sched.steps:
@@ -440,18 +508,7 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
             else:
                 layers.append(_generic(step, src, dst, add, bits_, elem_type(step.src)))
         elif isinstance(step, PoolStep):
-            mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None]))
-            layers.append(
-                PoolView(
-                    **step.geo.fields(),
-                    index=step.index,
-                    name=step.name,
-                    nw=words(step.geo.c),
-                    and_words=mask,
-                    src=ptr(step.src),
-                    dst=ptr(step.dst),
-                )  # fmt: skip
-            )
+            layers.append(pool_view(step, ptr, elem_type))
         elif isinstance(step, ConcatStep | SumPoolStep):
             layers.append(data_view(step, ptr, elem_type))
     planar = [v for v in layers if isinstance(v, PlanarView)]
@@ -465,6 +522,10 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
         code_type=code_type,
         needs_popcount=any(
             isinstance(v, PlanarView) or (isinstance(v, ConvView) and v.input == "bits")
+            for v in layers
+        ),
+        needs_round_shift=any(
+            isinstance(v, ConvView) and v.codes is not None and v.codes.mode == "requant"
             for v in layers
         ),
         layers=tuple(layers),

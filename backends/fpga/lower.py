@@ -45,6 +45,7 @@ import numpy as np
 from bnc.backends import core
 from bnc.backends.core import ConvStep, Geometry, PoolStep, UnsupportedGraph
 from bnc.errors import BncError
+from bnc.ir import ops as O
 from bnc.ir.graph import Graph
 from bnc.ir.narrow import bits
 from bnc.ir.passes.narrow import NarrowThresholds
@@ -392,6 +393,28 @@ def _min_cycles(step: ConvStep) -> int:
     return conv_cycles(g.oh, g.ow, g.kh * g.kw, g.o if step.final else 1)
 
 
+def _one_bit(graph: Graph) -> None:
+    """The engines compute 1-bit layers: refuse k-bit activations and multi-mask weights."""
+    for node in graph.nodes:
+        op = node.op
+        if isinstance(op, O.MultiThreshold | O.Requantize):
+            raise UnsupportedGraph(
+                f"fpga: layer '{op.name}' has k-bit activations, which the fpga target does not"
+                " build yet (it builds 1-bit activations; use --target c, arm64, armv7 or"
+                " cortex-m4/m7)"
+            )
+        if isinstance(op, O.Threshold | O.OutputAffine):
+            convs = [graph.producer(a) for a in node.args]
+            reads = [(c.args[0], c.op.weight.shape, c.op.stride, c.op.padding)  # type: ignore
+                     for c in convs]  # fmt: skip
+            if len(set(reads)) < len(reads):
+                raise UnsupportedGraph(
+                    f"fpga: layer '{op.name}' has multi-level weights (several binary masks),"
+                    " which the fpga target does not build yet (it builds two-level weights;"
+                    " use --target c, arm64, armv7 or cortex-m4/m7)"
+                )
+
+
 def _chain(sched: core.Schedule) -> None:
     """The streaming design is a chain of engines: refuse any other graph with one line."""
     prev = sched.input.dst
@@ -422,6 +445,7 @@ def lower(
         raise BncError(f"--clock-mhz must be a positive number of MHz, not {clock_mhz!r}")
     if fps_target is not None and (not fps_target > 0 or not math.isfinite(fps_target)):
         raise BncError(f"--fps-target must be a positive frame rate, not {fps_target!r}")
+    _one_bit(graph)
     sched = core.schedule(NarrowThresholds().apply(graph))
     _chain(sched)
     inp = sched.input

@@ -30,7 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from bnc.backends import core
-from bnc.backends.c.lower import ConcatView, SumPoolView, _hex, _pack_channels, data_view
+from bnc.backends.c.lower import (
+    CodesOut,
+    ConcatView,
+    PoolView,
+    SumPoolView,
+    _hex,
+    _pack_channels,
+    data_view,
+    pool_view,
+)
 from bnc.backends.core import (
     BitAddView,
     ConcatStep,
@@ -84,6 +93,7 @@ class BitConv(Geometry):
     index: int
     name: str
     plane_out: bool  # writes the int64 plane ``out`` (network output or a partial sum)
+    codes: CodesOut | None  # writes int32 codes (a k-bit activation) instead of bits
     out: str  # C expression of that plane ("" when the layer writes bits)
     add: str  # C expression of an int64 plane added first, or ""
     bit_adds: tuple[BitAddView, ...]  # identity shortcuts of bits: +-s[o] by their bit
@@ -136,6 +146,7 @@ class CodeConv(Geometry):
     index: int
     name: str
     plane_out: bool
+    codes: CodesOut | None
     out: str
     add: str
     bit_adds: tuple[BitAddView, ...]
@@ -167,13 +178,14 @@ class Pool(Geometry):
 
     schedule = "-"
     kind = ViewKind.POOL
+    input = "bits"
 
     @property
     def weight_bytes(self) -> int:
         return 4 * len(self.and_words)
 
 
-Layer = BitConv | CodeConv | Pool | ConcatView | SumPoolView
+Layer = BitConv | CodeConv | Pool | PoolView | ConcatView | SumPoolView
 
 
 @dataclass(frozen=True)
@@ -207,6 +219,13 @@ class McuView(ModelIO):
     @property
     def weight_bytes(self) -> int:
         return sum(v.weight_bytes for v in self.layers)
+
+    @property
+    def needs_round_shift(self) -> bool:
+        return any(
+            isinstance(v, BitConv | CodeConv) and v.codes is not None and v.codes.mode == "requant"
+            for v in self.layers
+        )
 
     @property
     def needs_count(self) -> bool:
@@ -339,6 +358,7 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds, p
         raise UnsupportedGraph(f"layer '{step.name}': a window of {k} words is too large")
     return BitConv(
         **step.view_fields(),
+        codes=CodesOut.of(step, "int32_t"),
         out=out,
         add=add,
         bit_adds=bit_adds,
@@ -370,6 +390,7 @@ def _codeconv(step: ConvStep, src, dst, win, out, add, bit_adds, points) -> Code
     packed = _pack_channels(step.weight.reshape(o, -1))
     return CodeConv(
         **step.view_fields(),
+        codes=CodesOut.of(step, "int32_t"),
         out=out,
         add=add,
         bit_adds=bit_adds,
@@ -437,6 +458,8 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
             else:
                 how = choices[step.index]
                 layers.append(_bitconv(step, how, at(step.src), dst, win, out, add, bits_, pts))
+        elif isinstance(step, PoolStep) and step.src.storage is not Storage.BITS:
+            layers.append(pool_view(step, expr, lambda _t: "int32_t"))
         elif isinstance(step, PoolStep):
             mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None]))
             layers.append(

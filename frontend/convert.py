@@ -12,6 +12,7 @@ ATen op. A loaded ``.pt2`` program and a live module are read the same way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,13 +26,19 @@ from bnc.ir import ops as O
 from bnc.ir.graph import INPUT, Graph, GraphError, Node
 from bnc.ir.types import real
 
-INNER = {"GDQ", "SymmetricQuantizer"}
+LEVEL_QUANTIZERS = {
+    q.__name__: q for q in (bn.TernaryQuantizer, bn.IntQuantizer, bn.MultiBitQuantizer)
+}
+"""Weight quantizers imported as ``QuantConv2d`` / ``QuantLinear``: class name → the class,
+rebuilt from its state dict entries (``from_state_dict``) to compute the codes."""
+INNER = {"GDQ", "SymmetricQuantizer", *LEVEL_QUANTIZERS}
 CONTAINERS = {"Sequential", "Residual", "Concat", "ModuleList"}
 SUPPORTED = (
-    "bnc.nn InputQuantizer, Sign, BinaryConv2d, BinaryLinear, Residual, Concat and torch.nn"
-    " BatchNorm1d/2d, MaxPool2d, AdaptiveAvgPool2d(1), AvgPool2d (over the whole map),"
-    " Flatten, Dropout, Identity; in forward: +, torch.cat(dim=1), flatten, view/reshape to"
-    " (N, -1), mean over H and W"
+    "bnc.nn InputQuantizer, Sign, ActQuantizer, BinaryConv2d, BinaryLinear (quantizer gdq,"
+    " symmetric, ternary, int, multibit), Residual, Concat and torch.nn BatchNorm1d/2d,"
+    " MaxPool2d, AdaptiveAvgPool2d(1), AvgPool2d (over the whole map), Flatten, Dropout,"
+    " Identity; in forward: +, torch.cat(dim=1), flatten, view/reshape to (N, -1), mean over"
+    " H and W"
 )
 _IGNORED = {"detach", "clone", "alias", "dropout", "contiguous", "_assert_tensor_metadata"}
 
@@ -147,10 +154,41 @@ def _levels(g: _Group, w: torch.Tensor, state: Mapping[str, torch.Tensor]):
 State = Mapping[str, torch.Tensor]
 
 
+def _codes(g: _Group, w: torch.Tensor, state: State) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(index, levels)`` of a multi-level weight quantizer, None for a two-level one. The
+    quantizer is rebuilt from its state dict entries and computes the codes itself, with the
+    float32 operations of its forward, so the levels are the trained weights exactly."""
+    name = next((n for n in LEVEL_QUANTIZERS if n in g.inner), None)
+    if name is None:
+        return None
+    prefix = f"{g.inner[name]}."
+    entries = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        index, levels = LEVEL_QUANTIZERS[name].from_state_dict(entries).codes(w.detach())
+    except (ValueError, RuntimeError) as e:
+        raise BncError(f"layer '{g.path}' ({g.cls}): {_first_line(e)}") from None
+    return index.cpu().numpy().astype(np.int64), levels.to(torch.float64).cpu().numpy()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _input_quantizer(g: _Group, state: State) -> O.Op:
     p = g.path
     scale, qmin, qmax = (state[f"{p}.{k}"] for k in ("scale", "qmin", "qmax"))
     return O.QuantizeInput(p, float(scale), int(qmin), int(qmax))
+
+
+def _act_quantizer(g: _Group, state: State) -> O.Op:
+    """``ActQuantizer`` → ``Quantize`` with zero point 0; the op's ``infer`` refuses a
+    non-positive or non-finite scale and widths outside 1..8 bits, naming the layer."""
+    p = g.path
+    scale, qmin, qmax = (float(state[f"{p}.{k}"].detach()) for k in ("scale", "qmin", "qmax"))
+    if not all(math.isfinite(v) and v.is_integer() for v in (qmin, qmax)):
+        raise BncError(f"layer '{p}' (ActQuantizer): codes [{qmin:g}, {qmax:g}] must be integers")
+    return O.Quantize(p, scale, 0, int(qmin), int(qmax))
 
 
 def _binary(g: _Group, state: State) -> O.Op:
@@ -158,16 +196,20 @@ def _binary(g: _Group, state: State) -> O.Op:
     w = state[f"{p}.weight"]
     bias_t = state.get(f"{p}.bias")
     bias = _f64(bias_t) if bias_t is not None else np.zeros(w.shape[0])
-    alpha, beta = _levels(g, w, state)
+    codes = _codes(g, w, state)  # multi-level weights, else b = 1[w > 0] and two levels
     b = (w.detach() > 0).cpu().numpy()
     if g.cls == "BinaryLinear":
-        return O.BinaryLinear(p, b, alpha, beta, bias)
+        if codes is not None:
+            return O.QuantLinear(p, *codes, bias)
+        return O.BinaryLinear(p, b, *_levels(g, w, state), bias)
     conv = g.find("conv2d", "convolution")
     assert conv is not None
     if _pair(_arg(conv, "dilation", 1), 1) != (1, 1) or _arg(conv, "groups", 1) != 1:
         raise BncError(f"layer '{p}' (BinaryConv2d): only dilation 1 and groups 1")
-    stride, padding = _arg(conv, "stride", 1), _arg(conv, "padding", 0)
-    return O.BinaryConv2d(p, b, alpha, beta, bias, _pair(stride, 1), _pair(padding, 0))
+    stride, padding = _pair(_arg(conv, "stride", 1), 1), _pair(_arg(conv, "padding", 0), 0)
+    if codes is not None:
+        return O.QuantConv2d(p, *codes, bias, stride, padding)
+    return O.BinaryConv2d(p, b, *_levels(g, w, state), bias, stride, padding)
 
 
 def _batch_norm(g: _Group, state: State) -> O.Op:
@@ -197,6 +239,7 @@ def _group_node(name: str) -> Callable[[_Group, State], O.Op]:
 
 MODULES: dict[str, Callable[[_Group, State], O.Op | None]] = {
     "InputQuantizer": _input_quantizer,
+    "ActQuantizer": _act_quantizer,
     "Sign": lambda g, _s: O.Sign(g.path),
     "BinaryConv2d": _binary,
     "BinaryLinear": _binary,
@@ -365,7 +408,10 @@ def program_to_graph(ep: torch.export.ExportedProgram, shape: tuple[int, ...], w
             names = ", ".join(a.name for a in outside)
             raise BncError(f"{where}: layer '{group.path}' ({group.cls}) reads several tensors"
                            f" ({names}); bnc layers take one")  # fmt: skip
-        op = MODULES[group.cls](group, state)
+        try:
+            op = MODULES[group.cls](group, state)
+        except BncError as e:
+            raise BncError(f"{where}: {e}") from None
         emit(op, outside, group.nodes[-1])
 
     for node in ep.graph.nodes:

@@ -32,6 +32,7 @@ ALLOWED: list[type] = [
     nn.Dropout,
     nn.Identity,
     bn.InputQuantizer,
+    bn.ActQuantizer,
     bn.Sign,
     bn.BinaryConv2d,
     bn.BinaryLinear,
@@ -39,6 +40,9 @@ ALLOWED: list[type] = [
     bn.Concat,
     bn.GDQ,
     bn.SymmetricQuantizer,
+    bn.TernaryQuantizer,
+    bn.IntQuantizer,
+    bn.MultiBitQuantizer,
     collections.OrderedDict,
     set,
 ]

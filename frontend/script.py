@@ -1,17 +1,29 @@
 """TorchScript archives of ``nn.Sequential`` models (with ``bnc.nn.Residual`` / ``Concat``
-blocks) → an equivalent eager module."""
+blocks) → an equivalent eager module. Quantizers are rebuilt from their state dicts
+(``from_state_dict``): their hyper-parameters are buffers."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
 import bnc.nn as bn
 from bnc.errors import BncError
+from bnc.frontend.convert import LEVEL_QUANTIZERS
 
 
 def _state(m: torch.jit.ScriptModule) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def _rebuilt(cls: Any, state: dict[str, torch.Tensor], path: str, where: str) -> nn.Module:
+    """A bnc.nn quantizer rebuilt from its state dict (hyper-parameters are buffers)."""
+    try:
+        return cls.from_state_dict(state)
+    except (ValueError, RuntimeError) as e:
+        raise BncError(f"{where}: layer '{path}': {e}") from None
 
 
 def _layer(m: torch.jit.ScriptModule, path: str, where: str) -> nn.Module:
@@ -36,15 +48,21 @@ def _layer(m: torch.jit.ScriptModule, path: str, where: str) -> nn.Module:
         for k, v in st.items():
             setattr(q, k, v)
         return q
+    if kind == "ActQuantizer":
+        return _rebuilt(bn.ActQuantizer, st, path, where)
     if kind == "Sign":
         return bn.Sign()
     if kind in ("BinaryConv2d", "BinaryLinear"):
         quant = m.quantizer.original_name
         w = st["weight"]
         per_channel = st.get("quantizer.tau", torch.zeros(1)).numel() > 1
-        qkind = "gdq" if quant == "GDQ" else "symmetric"
+        qkind: str | nn.Module = "gdq" if quant == "GDQ" else "symmetric"
         if quant == "SymmetricQuantizer":
             per_channel = bool(m.quantizer.per_channel)
+        if quant in LEVEL_QUANTIZERS:
+            inner = {k.removeprefix("quantizer."): v for k, v in st.items()
+                     if k.startswith("quantizer.")}  # fmt: skip
+            qkind = _rebuilt(LEVEL_QUANTIZERS[quant], inner, f"{path}.quantizer", where)
         if kind == "BinaryConv2d":
             layer: nn.Module = bn.BinaryConv2d(
                 w.shape[1],

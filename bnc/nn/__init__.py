@@ -2,7 +2,16 @@
 
 from bnc.nn.graph import Concat, Residual
 from bnc.nn.layers import BinaryConv2d, BinaryLinear
-from bnc.nn.quant import GDQ, InputQuantizer, Sign, SymmetricQuantizer
+from bnc.nn.quant import (
+    GDQ,
+    ActQuantizer,
+    InputQuantizer,
+    IntQuantizer,
+    MultiBitQuantizer,
+    Sign,
+    SymmetricQuantizer,
+    TernaryQuantizer,
+)
 from bnc.nn.sparsity import (
     SparsityRegularizer,
     SparsitySchedule,
@@ -13,15 +22,19 @@ from bnc.nn.sparsity import (
 
 __all__ = [
     "GDQ",
+    "ActQuantizer",
     "BinaryConv2d",
     "BinaryLinear",
     "Concat",
     "InputQuantizer",
+    "IntQuantizer",
+    "MultiBitQuantizer",
     "Residual",
     "Sign",
     "SparsityRegularizer",
     "SparsitySchedule",
     "SymmetricQuantizer",
+    "TernaryQuantizer",
     "beta_share",
     "binary_layers",
     "clamp_latent_",

@@ -65,6 +65,7 @@ class Storage(Enum):
     CODES = "codes"
     INPUT_CODES = "input-codes"
     PLANE = "plane"
+    BIT_PLANES = "bit-planes"  # k bit tensors of u = value - lo, plane j weighing 2^j
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,23 @@ class Tensor:
     lo: int = -1  # value range of codes
     hi: int = 1
     output: bool = False  # the network's accumulator (the caller's buffer, not planned)
+    planes: int = 1  # BIT_PLANES: k
+
+    @property
+    def packed(self) -> bool:
+        """Held as packed bits: a bit tensor, or the k bit planes of a code tensor."""
+        return self.storage in (Storage.BITS, Storage.BIT_PLANES)
+
+    @property
+    def plane_weights(self) -> tuple[int, ...]:
+        """What a one bit of each plane adds to an element's value: 2 for bits (2a - 1), 2^j
+        for the planes of a code."""
+        return (2,) if self.storage is Storage.BITS else tuple(1 << j for j in range(self.planes))
+
+    @property
+    def tap_offset(self) -> int:
+        """An element's value when all its bits are zero: -1 for bits, ``lo`` for codes."""
+        return -1 if self.storage is Storage.BITS else self.lo
 
     @property
     def c(self) -> int:
@@ -88,12 +106,14 @@ class Tensor:
     def units(self) -> int:
         """Words (bits), elements (codes) or int64s (planes) it takes."""
         c, h, w = self.shape
-        return words(c) * h * w if self.storage is Storage.BITS else c * h * w
+        if self.packed:
+            return self.planes * words(c) * h * w
+        return c * h * w
 
     @property
     def ctype(self) -> str:
         """C type of one element: uint32_t words, a code's narrowest type, int64_t planes."""
-        if self.storage is Storage.BITS:
+        if self.packed:
             return "uint32_t"
         if self.storage is Storage.PLANE:
             return "int64_t"
@@ -215,6 +235,15 @@ class PointView:
 
 
 @dataclass(frozen=True)
+class Mask:
+    """One more binary mask of a layer over the same input and window walk (multi-level
+    weights): ``+ s[o] * S`` of ``weight``; T is the step's, shared."""
+
+    weight: np.ndarray  # bool (O, C, kh, kw)
+    s: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class ConvStep:
     index: int
     name: str
@@ -230,6 +259,12 @@ class ConvStep:
     bit_adds: tuple[BitAdd, ...] = ()  # identity shortcuts of bits, added at the same place
     points: tuple[PointBranch, ...] = ()  # 1x1 branches computed in place (fuse_points)
     code_out: CodeOut | None = None  # MULTI / REQUANT
+    more: tuple[Mask, ...] = ()  # masks after the first (merge_masks)
+
+    @property
+    def masks(self) -> tuple[Mask, ...]:
+        """Every mask, the first (``weight``, ``s``) included."""
+        return (Mask(self.weight, self.s), *self.more)
 
     @property
     def adds(self) -> bool:
@@ -239,6 +274,11 @@ class ConvStep:
     @property
     def bits_in(self) -> bool:
         return self.src.storage is Storage.BITS
+
+    @property
+    def packed_in(self) -> bool:
+        """The input is packed bits: a bit tensor or the bit planes of codes."""
+        return self.src.packed
 
     @property
     def final(self) -> bool:
@@ -378,12 +418,17 @@ def _geometry(t_in: tuple[int, int, int], out: tuple[int, int, int], kernel, str
     return Geometry(c, h, w, o, oh, ow, *kernel, *stride, *pad)
 
 
-def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
+def schedule(
+    graph: Graph, fuse_points: bool = False, merge_masks: bool = False, code_planes: int = 0
+) -> Schedule:
     """The steps of a lowered graph in execution order (see the module docstring).
 
     ``fuse_points``: a 1x1 unpadded branch over bits beside a wider layer is computed inside
     that layer's step (``PointBranch``) instead of into an int64 partial plane; a target that
-    is short of memory (Cortex-M) takes it."""
+    is short of memory (Cortex-M) takes it. ``merge_masks``: the masks of one layer (operands
+    over the same input and window walk) are one step (``ConvStep.more``), T counted once.
+    ``code_planes``: codes of up to that many bits are held as bit planes (``BIT_PLANES``),
+    wider ones as integers."""
     tensors: list[Tensor] = []
     by_value: dict[str, Tensor] = {}
     steps: list[Step] = []
@@ -392,6 +437,14 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
         t = Tensor(len(tensors), value, storage, tuple(shape), lo, hi, output)
         tensors.append(t)
         return t
+
+    def codes(value: str, ty) -> Tensor:
+        lo, hi = ty.value_range
+        if ty.bits <= code_planes:
+            t = Tensor(len(tensors), value, Storage.BIT_PLANES, ty.shape, lo, hi, planes=ty.bits)
+            tensors.append(t)
+            return t
+        return tensor(value, Storage.CODES, ty.shape, lo, hi)
 
     result = graph.result
     while isinstance((p := graph.producer(result)) and p.op, O.Flatten):
@@ -423,8 +476,7 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
                 out_op, out_tensor = op, dst
                 mode_last = Mode.PLANE
             elif isinstance(op, O.MultiThreshold | O.Requantize):
-                lo, hi = ty.value_range
-                dst = tensor(node.out, Storage.CODES, ty.shape, lo, hi)
+                dst = codes(node.out, ty)
                 code_out = _code_out(op)
                 mode_last = Mode.MULTI if isinstance(op, O.MultiThreshold) else Mode.REQUANT
             else:
@@ -443,6 +495,9 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
                 fused = [k for k in order[:-1] if _point(graph, node, k)]
                 points = tuple(_point_branch(graph, node, k, by_value) for k in fused)
                 order = [k for k in order if k not in fused]
+            merged: dict[int, list[int]] = {}
+            if merge_masks:
+                order, merged = _merge_masks(graph, node, order)
             partial: Tensor | None = None
             for j, k in enumerate(order):
                 conv = _conv_of(graph, node, k)
@@ -461,11 +516,15 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
                     if partial is None:
                         partial = tensor(f"{node.out}.partial", Storage.PLANE, ty.shape)
                     out, mode, cc = partial, Mode.PLANE, (0,) * geo.o
+                others = merged.get(k, [])
+                t_k = op.t[k] + sum(op.t[m] for m in others)
+                more = tuple(Mask(_conv_of(graph, node, m).op.weight,  # type: ignore[attr-defined]
+                                  tuple(int(v) for v in op.s[m])) for m in others)  # fmt: skip
                 step = ConvStep(
                     len(steps), op.name if last else cw.name, geo, src, out,
-                    cw.weight, tuple(int(v) for v in op.t[k]), tuple(int(v) for v in op.s[k]),
+                    cw.weight, tuple(int(v) for v in t_k), tuple(int(v) for v in op.s[k]),
                     cc, mode, partial if j > 0 else None, bit_adds if last else (),
-                    points if last else (), code_out if last else None,
+                    points if last else (), code_out if last else None, more,
                 )  # fmt: skip
                 steps.append(step)
             by_value[node.out] = dst
@@ -473,8 +532,10 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
             src = by_value[node.args[0]]
             if ty.kind is Kind.BIT:
                 dst = tensor(node.out, Storage.BITS, ty.shape)
-            else:
+            elif src.storage is Storage.INPUT_CODES:
                 dst = tensor(node.out, Storage.CODES, ty.shape, *ty.value_range)
+            else:
+                dst = codes(node.out, ty)
             geo = _geometry(src.shape, ty.shape, op.kernel, op.stride, op.padding)
             steps.append(PoolStep(len(steps), op.name, geo, src, dst, op.and_mask))
             by_value[node.out] = dst
@@ -501,6 +562,29 @@ def schedule(graph: Graph, fuse_points: bool = False) -> Schedule:
     if inp is None or out_op is None or out_tensor is None:
         raise UnsupportedGraph("the graph has no input quantizer or no output layer")
     return Schedule(inp, tuple(steps), tuple(tensors), out_tensor, out_op)
+
+
+def _window(graph: Graph, plane: Node, k: int) -> tuple:
+    """What operands must share to be one step: the input value and the window walk."""
+    conv = _conv_of(graph, plane, k)
+    return (conv.args[0], conv.op.weight.shape, conv.op.stride, conv.op.padding)
+
+
+def _merge_masks(graph: Graph, plane: Node, order: list[int]) -> tuple[list[int], dict]:
+    """Operands over one input and window walk become one step: the first of them (in
+    ``order``) and the operand indices merged into it."""
+    first: dict[tuple, int] = {}
+    merged: dict[int, list[int]] = {}
+    kept = []
+    for k in order:
+        key = _window(graph, plane, k)
+        if key in first:
+            merged[first[key]].append(k)
+        else:
+            first[key] = k
+            merged[k] = []
+            kept.append(k)
+    return kept, {k: v for k, v in merged.items() if v}
 
 
 def _code_out(op: O.MultiThreshold | O.Requantize) -> CodeOut:

@@ -62,6 +62,7 @@ from bnc.ir.graph import Graph
 # are sized for it, so one emitted source serves every instruction set.
 BLOCK_MAX = 256
 SCHEDULES = ("auto", "generic", "planar")
+CODE_PLANES = 4  # codes of up to 4 bits are held as bit planes (popcounts), wider as integers
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,18 @@ class CodesOut:
     qmin: int
     qmax: int
     zp: int
+    planes: int  # 0: values (C, H, W); k: k bit planes of u = q - qmin
+    plane_words: int  # words of one output bit plane (OH * OW * ONW)
 
     @property
     def qlo(self) -> int:
-        return self.qmin - self.zp
+        """What the count of passed thresholds is offset by in the stored element."""
+        return 0 if self.planes else self.qmin - self.zp
+
+    @property
+    def sub(self) -> int:
+        """What a requantized code is offset by in the stored element."""
+        return self.qmin if self.planes else self.zp
 
     @staticmethod
     def of(step: ConvStep, dst_type: str | None = None) -> CodesOut | None:
@@ -91,8 +100,10 @@ class CodesOut:
             return None
         mode = "multi" if step.mode is Mode.MULTI else "requant"
         thr = tuple(v for row in co.c for v in row)
-        return CodesOut(mode, dst_type or step.dst.ctype, thr, len(co.c), co.shift, co.qmin,
-                        co.qmax, co.zero_point)  # fmt: skip
+        d = step.dst
+        planes = d.planes if d.storage is Storage.BIT_PLANES else 0
+        return CodesOut(mode, dst_type or d.ctype, thr, len(co.c), co.shift, co.qmin,
+                        co.qmax, co.zero_point, planes, d.shape[1] * d.shape[2] * d.nw)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -107,10 +118,14 @@ class ConvView(Geometry):
     bit_adds: tuple[BitAddView, ...]  # identity shortcuts of bits: +-s[o] by their bit
     nw: int  # input words per pixel (bits)
     onw: int  # output words per pixel (threshold bits)
-    weights: tuple[str, ...]  # bits: hex words [o][ky][kx][nw]; codes: 0/1 [c][ky][kx][o]
-    nnz: tuple[int, ...]  # bits: ones per tap [o][ky][kx]
+    planes_in: int  # packed input: its bit planes (1 for bits)
+    wj: tuple[int, ...]  # what a one bit of each input plane adds (2 for bits, 2^j for codes)
+    off: int  # a tap's value with all bits zero (-1 for bits, lo for codes)
+    masks: int  # binary masks of the layer (multi-level weights), T shared
+    weights: tuple[str, ...]  # bits: hex words [m][o][ky][kx][nw]; codes: 0/1 [m][c][ky][kx][o]
+    nnz: tuple[int, ...]  # bits: ones per tap [m][o][ky][kx]
     t: tuple[int, ...]
-    s: tuple[int, ...]
+    s: tuple[int, ...]  # [m][o]
     c0: tuple[int, ...]
     src: str
     dst: str
@@ -140,14 +155,22 @@ class PlanarView(Geometry):
     y_hi: int
     x_lo: int
     x_hi: int
-    start: tuple[int, ...]  # entries of output channel o: start[o] .. start[o+1]
-    off: tuple[int, ...]  # entry: plane * ps + ky * wp + kx
+    planes_in: int  # input bit planes P (1 for bits); nibble planes are P * planes
+    wj: tuple[int, ...]  # what a one bit of input plane j adds (2 for bits, 2^j for codes)
+    tap_off: int  # a tap's value with all bits zero (-1 for bits, lo for codes)
+    masks: int  # M binary masks; an entry group g = m * P + j (mask m over input plane j)
+    groups: int
+    uses_t: bool  # some channel's T coefficient is nonzero (else T is not counted)
+    start: tuple[int, ...]  # entries of (o, g): start[o*G + g] .. start[o*G + g + 1]
+    off: tuple[int, ...]  # entry: (j * planes + plane) * ps + ky * wp + kx
     tab: tuple[int, ...]  # entry: the weight nibble (1..15) or byte (1..255) m
-    nnz_tap: tuple[int, ...]  # ones of b per (o, ky, kx), for border positions
-    nnz: tuple[int, ...]  # ones of b per o
+    cf: tuple[int, ...]  # [o][g]: the coefficient of group g's count, s[m][o] * wj[j]
+    nnz_tap: tuple[int, ...]  # ones of each mask per (m, o, ky, kx), for border positions
+    s: tuple[int, ...]  # [m][o]
+    k0: tuple[int, ...]  # interior constant per o: c + tap_off * sum_m s[m][o] * nnz[m][o]
     t: tuple[int, ...]
-    s: tuple[int, ...]
     c0: tuple[int, ...]
+    codes: CodesOut | None
     exact_double: bool  # every partial sum of the interior plane is below 2^53 in magnitude
     src: str
     dst: str
@@ -168,6 +191,7 @@ class PoolView(Geometry):
     index: int
     name: str
     input: str  # "bits" or "codes"
+    planes: int  # codes held as bit planes (input and output): k; 0: integer values
     nw: int
     and_words: tuple[str, ...]
     min_mask: tuple[int, ...]
@@ -230,13 +254,15 @@ class SumPoolView:
 
     index: int
     name: str
-    input: str  # "bits" or "codes"
+    input: str  # "bits", "codes" (integer values) or "planes" (bit planes of u = value - lo)
     src_type: str
     dst_type: str
     c: int
     h: int
     w: int
     nw: int
+    planes: int
+    lo: int
     src: str
     dst: str
 
@@ -263,8 +289,10 @@ class ModelView(ModelIO):
     needs_round_shift: bool  # some layer requantizes
     layers: tuple[Layer, ...]
     nib_size: int  # bytes of the planar schedule's nibble planes (0: no planar layer)
-    pc_size: int  # padded positions of the largest planar input
+    pc_size: int  # padded positions of the largest planar input (all its bit planes)
     q_size: int  # flat output positions of the largest planar layer
+    pab_size: int  # its per-group counts (groups * positions)
+    col_size: int  # its output columns (output bit planes * positions)
 
     @property
     def nibble_table(self) -> tuple[tuple[int, ...], ...]:
@@ -308,35 +336,47 @@ def entries_of(weight: np.ndarray, unit: str) -> np.ndarray:
 
 
 def planar_cost(
-    weight: np.ndarray, out_hw: tuple[int, int], pad: tuple[int, int], unit: str = "nibble"
+    weight: np.ndarray,
+    out_hw: tuple[int, int],
+    pad: tuple[int, int],
+    unit: str = "nibble",
+    planes: int = 1,
 ) -> float:
     """Vector-op estimate of the planar schedule per 16 positions: two ops per nibble entry
     (lookup, add) or three per byte entry (and, count, add), plus about one op per output
-    (channel, position) for the threshold and four per input byte for the re-layout."""
-    o, c, kh, kw = weight.shape
+    (channel, position) for the threshold and four per input byte for the re-layout; over
+    ``planes`` input bit planes. ``weight`` is (O, C, kh, kw) or (M, O, C, kh, kw) masks."""
+    masks = weight.reshape(-1, *weight.shape[-4:])
+    m, o, c, kh, kw = masks.shape
     q = out_hw[0] * (out_hw[1] + 2 * pad[1])
-    entries = int(np.count_nonzero(entries_of(weight, unit)))
+    entries = sum(int(np.count_nonzero(entries_of(w, unit))) for w in masks) * planes
     per = 2.0 if unit == "nibble" else 3.0
-    return per * entries * -(-q // 16) + o * q + 4.0 * c * q / 8
+    return per * entries * -(-q // 16) + o * q * m * planes + 4.0 * c * q * planes / 8
 
 
-def generic_cost(weight: np.ndarray, out_hw: tuple[int, int]) -> float:
+def generic_cost(weight: np.ndarray, out_hw: tuple[int, int], planes: int = 1) -> float:
     """Scalar-op estimate of the generic schedule: AND, popcount and add per 32-bit word."""
-    o, c, kh, kw = weight.shape
-    return 3.0 * out_hw[0] * out_hw[1] * (o + 1) * kh * kw * words(c)
+    masks = weight.reshape(-1, *weight.shape[-4:])
+    m, o, c, kh, kw = masks.shape
+    return 3.0 * out_hw[0] * out_hw[1] * (m * o + 1) * kh * kw * words(c) * planes
+
+
+def _all_masks(step: ConvStep) -> np.ndarray:
+    return np.stack([mk.weight for mk in step.masks])
 
 
 def choose(step: ConvStep, schedule: str, unit: str = "nibble") -> str:
-    """The schedule of one convolution: ``planar`` needs stride 1 and bits in; ``auto`` takes
-    the cheaper by the two estimates above (docs/benchmarks.md shows them against timings)."""
+    """The schedule of one convolution: ``planar`` needs stride 1 and packed bits in; ``auto``
+    takes the cheaper by the two estimates above (docs/benchmarks.md shows them against
+    timings)."""
     g = step.geo
-    if not step.bits_in or (g.sh, g.sw) != (1, 1) or step.codes_out:
+    if not step.packed_in or (g.sh, g.sw) != (1, 1):
         return "generic"
     if schedule != "auto":
         return schedule
-    out_hw = (g.oh, g.ow)
-    planar = planar_cost(step.weight, out_hw, (g.ph, g.pw), unit)
-    return "planar" if planar < generic_cost(step.weight, out_hw) else "generic"
+    out_hw, w, p = (g.oh, g.ow), _all_masks(step), step.src.planes
+    planar = planar_cost(w, out_hw, (g.ph, g.pw), unit, p)
+    return "planar" if planar < generic_cost(w, out_hw, p) else "generic"
 
 
 def _planar(
@@ -349,22 +389,32 @@ def _planar(
     q = oh * wp
     qmax = _round_up(q, BLOCK_MAX)
     ps = _round_up(max(qmax + (kh - 1) * wp + kw - 1, hp * wp), 64)
-    nib = entries_of(step.weight, unit)  # (O, planes, kh, kw)
-    start, off, tab = [0], [], []
+    masks = step.masks
+    p, wj, tap_off = step.src.planes, step.src.plane_weights, step.src.tap_offset
+    nib = [entries_of(mk.weight, unit) for mk in masks]  # each (O, planes, kh, kw)
+    planes = nib[0].shape[1]
+    start, off, tab, cf = [0], [], [], []
     for k in range(o):
-        pl, ky, kx = np.nonzero(nib[k])
-        off += (pl * ps + ky * wp + kx).tolist()
-        tab += nib[k][pl, ky, kx].tolist()
-        start.append(len(off))
-    nnz = step.weight.reshape(o, -1).sum(axis=1)
+        for mi, mk in enumerate(masks):
+            for j in range(p):
+                pl, ky, kx = np.nonzero(nib[mi][k])
+                off += ((j * planes + pl) * ps + ky * wp + kx).tolist()
+                tab += nib[mi][k][pl, ky, kx].tolist()
+                start.append(len(off))
+                cf.append(mk.s[k] * wj[j])
+    nnz = [mk.weight.reshape(o, -1).sum(axis=1) for mk in masks]
     cc = list(step.c)
-    # interior plane = t*T + (2s)*pab + (c - s*nnz), |T| <= C*kh*kw, 0 <= pab <= nnz
+    k0 = [cc[k] + tap_off * sum(mk.s[k] * int(n[k]) for mk, n in zip(masks, nnz, strict=True))
+          for k in range(o)]  # fmt: skip
+    # interior plane = t*T + sum_g cf*pab_g + k0, |T| <= taps * C * max|value|, pab_g <= nnz_m
+    t_max = c * kh * kw * max(abs(tap_off), abs(tap_off + sum(wj)))
     bound = max(
-        abs(step.t[k]) * c * kh * kw
-        + 2 * abs(step.s[k]) * int(nnz[k])
-        + abs(cc[k] - step.s[k] * int(nnz[k]))
+        abs(step.t[k]) * t_max
+        + sum(abs(cf[k * len(masks) * p + mi * p + j]) * int(nnz[mi][k])
+              for mi in range(len(masks)) for j in range(p))
+        + abs(k0[k])
         for k in range(o)
-    )
+    )  # fmt: skip
     return PlanarView(
         **step.view_fields(),
         add=add,
@@ -372,7 +422,7 @@ def _planar(
         unit=unit,
         nw=words(c),
         onw=words(o),
-        planes=nib.shape[1],
+        planes=planes,
         wp=wp,
         hp=hp,
         q=q,
@@ -382,14 +432,22 @@ def _planar(
         y_hi=max(min(ph, oh), min(oh, h - kh + 1 + ph)),
         x_lo=min(pw, ow),
         x_hi=max(min(pw, ow), min(ow, w - kw + 1 + pw)),
+        planes_in=p,
+        wj=wj,
+        tap_off=tap_off,
+        masks=len(masks),
+        groups=len(masks) * p,
+        uses_t=any(step.t),
         start=tuple(start),
         off=tuple(int(v) for v in off),
         tab=tuple(int(v) for v in tab),
-        nnz_tap=tuple(int(v) for v in step.weight.sum(axis=1).reshape(-1)),
-        nnz=tuple(int(v) for v in nnz),
+        cf=tuple(int(v) for v in cf),
+        nnz_tap=tuple(int(v) for mk in masks for v in mk.weight.sum(axis=1).reshape(-1)),
+        s=tuple(v for mk in masks for v in mk.s),
+        k0=tuple(int(v) for v in k0),
         t=step.t,
-        s=step.s,
         c0=tuple(cc),
+        codes=CodesOut.of(step),
         exact_double=bound < 2**53 and not step.adds,
         src=src,
         dst=dst,
@@ -400,13 +458,15 @@ def _generic(
     step: ConvStep, src: str, dst: str, add: str, bit_adds: tuple[BitAddView, ...], src_type: str
 ) -> ConvView:
     o = step.geo.o
-    if step.bits_in:
+    masks = step.masks
+    if step.packed_in:
         wk = "bits"
-        wts = tuple(_hex(v) for v in _pack_channels(step.weight.transpose(0, 2, 3, 1)))
-        nnz = tuple(int(v) for v in step.weight.sum(axis=1).reshape(-1))
+        wts = tuple(_hex(v) for mk in masks
+                    for v in _pack_channels(mk.weight.transpose(0, 2, 3, 1)))  # fmt: skip
+        nnz = tuple(int(v) for mk in masks for v in mk.weight.sum(axis=1).reshape(-1))
     else:
-        wk = "codes"  # 0/1 as [c][ky][kx][o]: S for all o vectorizes
-        wts = tuple(str(int(v)) for v in step.weight.reshape(o, -1).T.reshape(-1))
+        wk = "codes"  # 0/1 as [m][c][ky][kx][o]: S for all o vectorizes
+        wts = tuple(str(int(v)) for mk in masks for v in mk.weight.reshape(o, -1).T.reshape(-1))
         nnz = ()
     return ConvView(
         **step.view_fields(),
@@ -417,10 +477,14 @@ def _generic(
         bit_adds=bit_adds,
         nw=words(step.geo.c),
         onw=words(o),
+        planes_in=step.src.planes,
+        wj=step.src.plane_weights if step.packed_in else (1,),
+        off=step.src.tap_offset if step.packed_in else 0,
+        masks=len(masks),
         weights=wts,
         nnz=nnz,
         t=step.t,
-        s=step.s,
+        s=tuple(v for mk in masks for v in mk.s),
         c0=step.c,
         src=src,
         dst=dst,
@@ -438,10 +502,11 @@ def data_view(
         )
         _, h, w = step.dst.shape
         return ConcatView(step.index, step.name, h, w, step.dst.nw, parts, ptr(step.dst))
-    c, h, w = step.src.shape
-    kind = "bits" if step.src.storage is Storage.BITS else "codes"
-    return SumPoolView(step.index, step.name, kind, elem(step.src), elem(step.dst), c, h, w,
-                       words(c), ptr(step.src), ptr(step.dst))  # fmt: skip
+    src = step.src
+    c, h, w = src.shape
+    kind = {Storage.BITS: "bits", Storage.BIT_PLANES: "planes"}.get(src.storage, "codes")
+    return SumPoolView(step.index, step.name, kind, elem(src), elem(step.dst), c, h, w,
+                       words(c), src.planes, src.lo, ptr(src), ptr(step.dst))  # fmt: skip
 
 
 def _code_type(qmin: int, qmax: int) -> str:
@@ -458,11 +523,14 @@ def pool_view(step: PoolStep, ptr: Callable[[Tensor], str], elem: Callable[[Tens
     """The view of a max-pool, for every C dialect."""
     bits_ = step.src.storage is Storage.BITS
     mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None])) if bits_ else ()
+    planar = step.src.storage is Storage.BIT_PLANES
+    assert planar == (step.dst.storage is Storage.BIT_PLANES)
     return PoolView(
         **step.geo.fields(),
         index=step.index,
         name=step.name,
         input="bits" if bits_ else "codes",
+        planes=step.src.planes if planar else 0,
         nw=words(step.geo.c),
         and_words=mask,
         min_mask=tuple(int(v) for v in step.and_mask),
@@ -478,7 +546,7 @@ def pool_view(step: PoolStep, ptr: Callable[[Tensor], str], elem: Callable[[Tens
 def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble") -> ModelView:
     if schedule not in SCHEDULES:
         raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
-    sched: Schedule = core_schedule(graph)
+    sched: Schedule = core_schedule(graph, merge_masks=True, code_planes=CODE_PLANES)
     plan = plan_memory(sched, _pool_of, Tensor.nbytes)
     inp = sched.input
     code_type = _code_type(inp.qmin, inp.qmax) if not inp.sign else "int16_t"
@@ -525,11 +593,17 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
             for v in layers
         ),
         needs_round_shift=any(
-            isinstance(v, ConvView) and v.codes is not None and v.codes.mode == "requant"
+            isinstance(v, ConvView | PlanarView)
+            and v.codes is not None
+            and v.codes.mode == "requant"
             for v in layers
         ),
         layers=tuple(layers),
-        nib_size=max((v.planes * v.ps for v in planar), default=0),
-        pc_size=max((v.ps for v in planar), default=0),
+        nib_size=max((v.planes_in * v.planes * v.ps for v in planar), default=0),
+        pc_size=max((v.planes_in * v.ps for v in planar), default=0),
         q_size=max((v.qmax for v in planar), default=0),
+        pab_size=max((v.groups * v.qmax for v in planar), default=0),
+        col_size=max(
+            (max(1, v.codes.planes if v.codes else 1) * v.qmax for v in planar), default=0
+        ),  # fmt: skip
     )

@@ -29,9 +29,7 @@ SEEDS = {"c": range(12), "arm64": range(4), "armv7": range(4, 8), "cortex-m4": r
          "cortex-m7": range(12, 16)}  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("target", "seed"), [(t, s) for t, seeds in SEEDS.items() for s in seeds]
-)
+@pytest.mark.parametrize(("target", "seed"), [(t, s) for t, seeds in SEEDS.items() for s in seeds])
 def test_multibit_graph_is_bit_exact(target: str, seed: int, tmp_path: Path) -> None:
     for tool in TOOLS[target]:
         require_tool(tool)

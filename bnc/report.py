@@ -107,7 +107,9 @@ def render_report(model: CompiledModel, view: object = None) -> str:
         f"{summary(rows)}\n"
         "Kernel classes: a kernel is one output channel's taps on one input channel; zero"
         " kernels cost nothing, one-hot kernels are a shifted read, dense kernels need"
-        " AND-popcount. `acc bits` is the proven width of the threshold / output plane.\n\n"
+        " AND-popcount. `bits` is the input's bits x the layer's binary weight masks (a"
+        " multi-level layer's masks are counted together). `acc bits` is the proven width of"
+        " the threshold / output plane.\n\n"
         f"{format_table(rows, markdown=True)}"
         + (target_section(model, view) if view is not None else "")
     )

@@ -127,6 +127,7 @@ class LayerInfo:
     macs: int
     weight_bytes: int
     acc_bits: int
+    masks: int = 1  # binary masks of a multi-level layer (its kernels are theirs, together)
 
 
 def is_identity(conv: O.SumConv2d) -> bool:
@@ -142,12 +143,26 @@ def is_identity(conv: O.SumConv2d) -> bool:
     )
 
 
+def _layer_name(conv: O.SumConv2d) -> str:
+    """A mask's layer: ``conv[m1]`` is a mask of ``conv`` (``DecomposeWeights``)."""
+    name = conv.name
+    return name[: name.rindex("[m")] if name.endswith("]") and "[m" in name else name
+
+
 def layer_table(graph: Graph) -> list[LayerInfo]:
-    """One row per layer: a binary layer (``SumConv2d`` with the plane that reads it), a pool,
-    a concat, and the identity read of a residual shortcut (op ``Shortcut``: no weights, no
-    MACs, so totals count only the model's own binary weights); reshapes are not rows."""
+    """One row per layer: a binary layer (its ``SumConv2d`` masks together, with the plane that
+    reads them; ``operand_bits`` is "activation bits x masks"), a pool, a concat, and the
+    identity read of a residual shortcut (op ``Shortcut``: no weights, no MACs, so totals count
+    only the model's own binary weights); reshapes are not rows."""
     rows: list[LayerInfo] = []
     plane = layer_widths(graph)
+    masks: dict[tuple, list[np.ndarray]] = {}
+    for node in graph.nodes:
+        op = node.op
+        if isinstance(op, O.SumConv2d) and not is_identity(op):
+            reader = graph.users[node.out][0]
+            key = (reader.out, node.args[0], op.weight.shape, op.stride, op.padding)
+            masks.setdefault(key, []).append(op.weight)
     for node in graph.nodes:
         op = node.op
         if isinstance(op, (*PLANES, O.Flatten)):
@@ -163,12 +178,20 @@ def layer_table(graph: Graph) -> list[LayerInfo]:
             continue
         if isinstance(op, O.SumConv2d):
             reader = graph.users[node.out][0]
+            key = (reader.out, node.args[0], op.weight.shape, op.stride, op.padding)
+            group = masks.pop(key, None)
+            if group is None:
+                continue  # a later mask of a layer already shown
             t_out = graph.types[reader.out]
-            kernels = KernelInfo.of(op.weight)
+            kernels = KernelInfo.of(np.concatenate(group))
             _, oh, ow = t_out.shape
             macs = int(op.weight.size) * oh * ow
-            wbytes = (int(op.weight.size) + 7) // 8
+            wbytes = sum((int(w.size) + 7) // 8 for w in group)
             acc = plane[reader.op.name].plane_bits
-            bits = f"{t_in.bits}x1"
+            bits = f"{t_in.bits}x{len(group)}"
+            name = _layer_name(op) if len(group) > 1 else op.name
+            rows.append(LayerInfo(name, op.opname, t_in, t_out, bits, kernels, macs, wbytes, acc,
+                                  len(group)))  # fmt: skip
+            continue
         rows.append(LayerInfo(op.name, op.opname, t_in, t_out, bits, kernels, macs, wbytes, acc))
     return rows

@@ -354,3 +354,75 @@ def test_graph_program_compiles_and_equals_pytorch(tmp_path: Path, capsys) -> No
         ref = model(torch.from_numpy(x)).numpy()
     assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.98
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-3)
+
+
+def _multibit(act: nn.Module | None = None) -> nn.Sequential:
+    """InputQuantizer, a 2-bit-weight conv, BN, a 2-bit activation, a ternary classifier."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        bn.InputQuantizer(input_shape=(1, 6, 6)),
+        bn.BinaryConv2d(1, 4, 3, padding=1, quantizer="int", weight_bits=2),
+        nn.BatchNorm2d(4),
+        act if act is not None else bn.ActQuantizer(2),
+        nn.Flatten(),
+        bn.BinaryLinear(144, 3, quantizer="ternary"),
+    ).eval()
+
+
+@pytest.mark.parametrize(
+    ("edit", "needles"),
+    [
+        ("qmax", ("layer '3'", "9 bits", "1 to 8")),
+        ("scale", ("layer '3'", "scale must be positive")),
+        ("nan-level", ("layer '1'",)),
+    ],
+)
+def test_bad_multibit_files(edit: str, needles: tuple[str, ...], tmp_path: Path, capsys) -> None:
+    """A saved model with an activation of 9 bits, a non-positive activation scale or a
+    non-finite weight scale: one line naming the layer, exit 2, nothing written."""
+    model = _multibit()
+    with torch.no_grad():
+        if edit == "qmax":
+            model[3].qmax.fill_(511.0)
+        elif edit == "scale":
+            model[3].scale.fill_(-0.5)
+        else:
+            model[1].quantizer.scale[0] = float("nan")
+    path = tmp_path / "m.pt"
+    torch.save(model, path)
+    out = tmp_path / "o"
+    one_error_line(capsys, ["compile", str(path), "-o", str(out)], *needles)
+    assert not out.exists()
+
+
+def test_quantizer_without_a_linear_layer_and_fpga_multibit(tmp_path: Path, capsys) -> None:
+    """An ActQuantizer straight after the input quantizer, and a multi-bit model for fpga."""
+    bad = nn.Sequential(bn.InputQuantizer(input_shape=(1, 6, 6)), bn.ActQuantizer(2),
+                        nn.Flatten(), bn.BinaryLinear(36, 3)).eval()  # fmt: skip
+    path = tmp_path / "bad.pt"
+    torch.save(bad, path)
+    one_error_line(capsys, ["compile", str(path), "-o", str(tmp_path / "o")], "layer '1'",
+                   "activation quantizer")  # fmt: skip
+    good = tmp_path / "mb.pt"
+    torch.save(_multibit(), good)
+    out = tmp_path / "f"
+    one_error_line(capsys, ["compile", str(good), "--target", "fpga", "-o", str(out)],
+                   "fpga: layer '", "does not build yet")  # fmt: skip
+    assert not (tmp_path / "o").exists() and not out.exists()
+
+
+def test_multibit_model_compiles_runs_and_inspects(tmp_path: Path, capsys) -> None:
+    model = _multibit()
+    path = tmp_path / "mb.pt"
+    torch.save(model, path)
+    x = random_batch((1, 6, 6), 32, 1)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["inspect", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "8x2" in table and "2x2" in table  # 8-bit input x 2 masks; 2-bit codes x ternary
+    assert main(["compile", str(path), "-o", str(tmp_path / "out")]) == 0
+    assert main(["run", str(tmp_path / "out"), "--input", str(tmp_path / "x.npy"),
+                 "--output", str(tmp_path / "y.npy")]) == 0  # fmt: skip
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ref, rtol=1e-4, atol=1e-4)

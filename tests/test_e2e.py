@@ -13,7 +13,7 @@ import bnc
 from bnc.ladder import climb
 
 sys.path.insert(0, str(Path(__file__).parent))
-from modelgen import random_batch, random_model  # noqa: E402
+from modelgen import random_batch, random_model, random_multibit_model  # noqa: E402
 
 SEEDS = range(16)
 
@@ -122,6 +122,36 @@ def test_pytorch_argmax_agreement_over_residual_models() -> None:
     total = agree = 0
     for seed in range(12):
         model, shape = _residual_model(100 + seed)
+        compiled = bnc.compile(model, shape)
+        x = random_batch(shape, 256, seed)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy().reshape(len(x), -1)
+        acc = run(compiled.lowered, x).reshape(len(x), -1)
+        ours = dequantize_flat(acc, output_op(compiled.lowered))
+        total += len(x)
+        agree += int((ref.argmax(1) == ours.argmax(1)).sum())
+    assert agree / total >= 0.999, f"{agree}/{total}"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_multibit_models_are_bit_exact(seed: int) -> None:
+    """Every weight quantizer, k-bit activations and 8-bit residual streams of bnc.nn models:
+    the ladder from PyTorch through the interpreter to C (and Cortex-M for one seed)."""
+    model, shape = random_multibit_model(300 + seed)
+    x = random_batch(shape, 64, seed)
+    report = climb(model, x, targets=("c", "cortex-m4") if seed == 0 else ("c",))
+    assert report.bit_exact, str(report)
+    assert report.argmax_agreement >= 0.98, str(report)
+
+
+def test_pytorch_argmax_agreement_over_multibit_models() -> None:
+    """DESIGN §2.2 on multi-bit models: >= 99.9 % over 16 random models x 256 inputs."""
+    from bnc.api import dequantize_flat, output_op
+    from bnc.ir.interpreter import run
+
+    total = agree = 0
+    for seed in range(16):
+        model, shape = random_multibit_model(400 + seed)
         compiled = bnc.compile(model, shape)
         x = random_batch(shape, 256, seed)
         with torch.no_grad():

@@ -2,7 +2,7 @@
 (DESIGN §2.5–2.7), timed alone (``-DBNC_PROFILE``) in one run, against PyTorch fp32 and the
 W1A1 twin.
 
-    .venv/bin/python bench/multibit.py      (also part of bench/run.py)
+    .venv/bin/python bench/multibit.py      (also part of make bench, bench/run.py)
 
 The measured layer reads the activations of a 1×1 stem and writes the same form; its time is
 the layer's own share of each inference (median of runs).
@@ -73,8 +73,9 @@ def layer_graph(form: str, zeros: float, bits: int, seed: int = 0) -> Graph:
         _bn(rng, "bn", C),
         _act("act", bits),
         O.Flatten("flat"),
-        O.BinaryLinear("fc", rng.random((1, C * H * H)) < 0.5, np.full(1, -1.0), np.ones(1),
-                       np.zeros(1)),  # fmt: skip
+        O.BinaryLinear(
+            "fc", rng.random((1, C * H * H)) < 0.5, np.full(1, -1.0), np.ones(1), np.zeros(1)
+        ),  # fmt: skip
     ]
     return lower(Graph.chain(real((C, H, H)), ops))
 

@@ -3,7 +3,8 @@
     make bench            (or: .venv/bin/python bench/run.py)
 
 Prints markdown: the register-resident popcount peak of this CPU, four 3x3 layers
-(PyTorch fp32 vs bnc dense binary and GDQ at 50/90/95/99 % alpha weights), the bundled
+(PyTorch fp32 vs bnc dense binary and GDQ at 50/90/95/99 % alpha weights), one 28x28x128
+layer in the multi-bit forms (W1A1, ternary at 50 / 90 % zeros, W2A2, W1A4), the bundled
 example against its float twin, and the static NEON figure (clang + llvm-mca, Cortex-A72).
 Rates are binary MACs per second counted densely (C*9 per output), so a sparse layer's rate is
 its effective rate. Times are medians; this machine is shared and noisy.
@@ -27,7 +28,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import multibit  # noqa: E402
 from bench.common import PROFILE, build_host, conv_graph, time_artifact  # noqa: E402
+from bench.multibit import rows as multibit_rows  # noqa: E402
 from bnc.backends.c.emit import emit  # noqa: E402
 from bnc.backends.c.toolchain import ARM64  # noqa: E402
 
@@ -228,6 +231,9 @@ def main() -> None:
             "",
         ]
         lines += layers(tmp, top)
+        say("bench: multi-bit forms of one 28x28x128 layer")
+        lines += ["", "### Multi-bit forms (DESIGN §2.5–2.7), one layer, batch 1", ""]
+        lines += multibit_rows(tmp, torch_conv(multibit.C, multibit.H))
         lines += ["", "### Whole model, batch 1", ""] + whole_model(tmp)
         lines += ["", "### ARM, static (clang -O3 -mcpu=cortex-a72, llvm-mca)", ""] + neon(tmp)
     print("\n".join(lines))

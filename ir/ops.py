@@ -50,6 +50,16 @@ def _out_size(size: int, kernel: int, stride: int, pad: int, what: str, name: st
     return n
 
 
+def _conv_out(op: Op, t: TensorType, shape: tuple[int, ...], stride: Pair, pad: Pair) -> TensorType:
+    """The real output of a convolution of kernel ``shape`` (O, C, kh, kw) over ``t``."""
+    o, c, kh, kw = shape
+    if t.channels != c:
+        raise ShapeError(f"layer '{op.name}' ({op.opname}) expects {c} input channels, got {t}")
+    h = _out_size(t.shape[1], kh, stride[0], pad[0], "kernel", op.name)
+    w = _out_size(t.shape[2], kw, stride[1], pad[1], "kernel", op.name)
+    return TensorType(Kind.REAL, (o, h, w))
+
+
 def _check_kind(name: str, op: str, t: TensorType, *kinds: Kind) -> None:
     if t.kind not in kinds:
         accepted = " or ".join(k.value for k in kinds)
@@ -161,16 +171,9 @@ class BinaryConv2d(Op):
     def infer(self, *ts: TensorType) -> TensorType:
         (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
-        o, c, kh, kw = self.weight.shape
-        if t.channels != c:
-            raise ShapeError(
-                f"layer '{self.name}' (BinaryConv2d) expects {c} input channels, got {t}"
-            )
         for what, v in (("alpha", self.alpha), ("beta", self.beta), ("bias", self.bias)):
-            _vector(self.name, what, v, o)
-        h = _out_size(t.shape[1], kh, self.stride[0], self.padding[0], "kernel", self.name)
-        w = _out_size(t.shape[2], kw, self.stride[1], self.padding[1], "kernel", self.name)
-        return TensorType(Kind.REAL, (o, h, w))
+            _vector(self.name, what, v, self.weight.shape[0])
+        return _conv_out(self, t, self.weight.shape, self.stride, self.padding)
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,14 +231,7 @@ class QuantConv2d(Op):
         (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
         _check_levels(self, self.index, self.levels, self.bias)
-        o, c, kh, kw = self.index.shape
-        if t.channels != c:
-            raise ShapeError(
-                f"layer '{self.name}' (QuantConv2d) expects {c} input channels, got {t}"
-            )
-        h = _out_size(t.shape[1], kh, self.stride[0], self.padding[0], "kernel", self.name)
-        w = _out_size(t.shape[2], kw, self.stride[1], self.padding[1], "kernel", self.name)
-        return TensorType(Kind.REAL, (o, h, w))
+        return _conv_out(self, t, self.index.shape, self.stride, self.padding)
 
 
 @dataclass(frozen=True, eq=False)

@@ -114,14 +114,14 @@ def test_residual_models_are_bit_exact_on_c_and_cortex_m(seed: int) -> None:
         assert rate >= 0.99, f"{name}: {report}"
 
 
-def test_pytorch_argmax_agreement_over_residual_models() -> None:
-    """DESIGN §2.2 on graph models: >= 99.9 % over 12 random residual models x 256 inputs."""
+def _argmax_agreement(models) -> tuple[int, int]:
+    """(agreeing, total) arg-maxes of PyTorch and the interpreter over ``(model, shape)``s,
+    256 random inputs each."""
     from bnc.api import dequantize_flat, output_op
     from bnc.ir.interpreter import run
 
     total = agree = 0
-    for seed in range(12):
-        model, shape = _residual_model(100 + seed)
+    for seed, (model, shape) in enumerate(models):
         compiled = bnc.compile(model, shape)
         x = random_batch(shape, 256, seed)
         with torch.no_grad():
@@ -130,6 +130,12 @@ def test_pytorch_argmax_agreement_over_residual_models() -> None:
         ours = dequantize_flat(acc, output_op(compiled.lowered))
         total += len(x)
         agree += int((ref.argmax(1) == ours.argmax(1)).sum())
+    return agree, total
+
+
+def test_pytorch_argmax_agreement_over_residual_models() -> None:
+    """DESIGN §2.2 on graph models: >= 99.9 % over 12 random residual models x 256 inputs."""
+    agree, total = _argmax_agreement(_residual_model(100 + seed) for seed in range(12))
     assert agree / total >= 0.999, f"{agree}/{total}"
 
 
@@ -146,18 +152,5 @@ def test_multibit_models_are_bit_exact(seed: int) -> None:
 
 def test_pytorch_argmax_agreement_over_multibit_models() -> None:
     """DESIGN §2.2 on multi-bit models: >= 99.9 % over 16 random models x 256 inputs."""
-    from bnc.api import dequantize_flat, output_op
-    from bnc.ir.interpreter import run
-
-    total = agree = 0
-    for seed in range(16):
-        model, shape = random_multibit_model(400 + seed)
-        compiled = bnc.compile(model, shape)
-        x = random_batch(shape, 256, seed)
-        with torch.no_grad():
-            ref = model(torch.from_numpy(x)).numpy().reshape(len(x), -1)
-        acc = run(compiled.lowered, x).reshape(len(x), -1)
-        ours = dequantize_flat(acc, output_op(compiled.lowered))
-        total += len(x)
-        agree += int((ref.argmax(1) == ours.argmax(1)).sum())
+    agree, total = _argmax_agreement(random_multibit_model(400 + seed) for seed in range(16))
     assert agree / total >= 0.999, f"{agree}/{total}"

@@ -10,12 +10,17 @@ from pathlib import Path
 import pytest
 
 from bnc import targets
+from bnc.backends.c.emit import emit
+from bnc.backends.c.lower import PlanarView
+from bnc.backends.c.lower import lower as c_lower
+from bnc.backends.c.toolchain import HOST, build
 from bnc.backends.core import UnsupportedGraph
 from bnc.ir.passes import lower
+from bnc.sim import host
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import require_tool  # noqa: E402
-from differential import check  # noqa: E402
+from differential import assert_equal, check  # noqa: E402
 from irgen import multibit_dag, random_input  # noqa: E402
 
 TOOLS = {
@@ -47,3 +52,32 @@ def test_fpga_refuses_multibit_graphs_with_one_line(tmp_path: Path) -> None:
         seen |= {w for w in ("k-bit activations", "multi-level weights") if w in msg}
         assert not (tmp_path / str(seed)).exists() or not any((tmp_path / str(seed)).iterdir())
     assert seen == {"k-bit activations", "multi-level weights"}
+
+
+VARIANTS = {
+    "portable": ("-O2 -DBNC_PORTABLE", None),
+    "ssse3": ("-O2", "-mssse3 -mno-avx"),
+    "avx2": ("-O2", "-mavx2 -mno-avx512f"),
+    "native": (None, None),  # AVX-512BW where this machine has it (else AVX2)
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_multibit_planar_kernel_on_every_host_instruction_set(variant: str, tmp_path: Path):
+    """The planar kernel over bit planes of codes and several masks, on each vector path."""
+    cflags, arch = VARIANTS[variant]
+    if variant == "avx2" and "avx2" not in Path("/proc/cpuinfo").read_text():
+        pytest.fail("this machine has no AVX2: the avx2 path cannot run here")
+    groups = 0
+    for seed in range(20, 26):
+        graph = lower(multibit_dag(seed))
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        emit(graph, folder, "m", HOST, "planar")
+        views = [v for v in c_lower(graph, "m", "planar").layers if isinstance(v, PlanarView)]
+        groups += sum(v.groups > 1 for v in views)
+        build(folder, HOST, cflags=cflags, arch=arch)
+        x = random_input(graph, 6, seed)
+        got, _ = host.run(folder, x, HOST)
+        assert_equal(graph, x, got, f"c {variant} (seed {seed})")
+    assert groups > 0  # some layer had several masks or input planes

@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     lr_sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=steps,
                                                    pct_start=0.1)  # fmt: skip
     model = model.to(memory_format=torch.channels_last)
-    print(f"{PROG}: {a.model} ({a.weights} weights), {a.epochs} epochs of {per_epoch} steps,"
+    what = f"{a.weights} weights" if a.model == "w2a2" else "GDQ weights, 8-bit stream"
+    print(f"{PROG}: {a.model} ({what}), {a.epochs} epochs of {per_epoch} steps,"
           f" {'bfloat16' if bf16 else 'float32'}, {torch.get_num_threads()} threads"
           + (f", teacher {a.teacher}" if soft is not None else ""), flush=True)  # fmt: skip
     history = []

@@ -492,7 +492,10 @@ def schedule(
             order = [k for k in order if k not in riding]
             points: tuple[PointBranch, ...] = ()
             if fuse_points and len(order) > 1:
-                fused = [k for k in order[:-1] if _point(graph, node, k)]
+                windows = [_window(graph, node, k) for k in order]
+                alone = [k for k, w in zip(order, windows, strict=True) if windows.count(w) == 1]
+                fused = [k for k in order[:-1] if _point(graph, node, k)
+                         and (k in alone or not merge_masks)]  # fmt: skip
                 points = tuple(_point_branch(graph, node, k, by_value) for k in fused)
                 order = [k for k in order if k not in fused]
             merged: dict[int, list[int]] = {}
@@ -626,7 +629,7 @@ def _point(graph: Graph, plane: Node, k: int) -> bool:
 def _point_branch(graph: Graph, plane: Node, k: int, by_value: dict[str, Tensor]) -> PointBranch:
     conv = _conv_of(graph, plane, k)
     op = plane.op
-    assert isinstance(op, O.Threshold | O.OutputAffine)
+    assert isinstance(op, O.Threshold | O.MultiThreshold | O.Requantize | O.OutputAffine)
     return PointBranch(
         by_value[conv.args[0]], conv.op.weight, conv.op.stride,
         tuple(int(v) for v in op.t[k]), tuple(int(v) for v in op.s[k]),

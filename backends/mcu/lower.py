@@ -21,6 +21,15 @@ What differs from the portable C target (``bnc.backends.c.lower``):
   set bit (one-hot) is a shift and a mask (data movement, no count), the rest are AND-counted.
 * A convolution over input codes keeps ``b`` as bits too and adds the codes under its set bits
   (find-first-set loop), so a sparse first layer costs in proportion to its ones.
+* **Multi-bit forms.** The masks of a multi-level layer are one step (``merge_masks``): the
+  window is gathered and ``T`` counted once, then per output channel each mask's ``S`` is
+  counted over the same window, ``plane = t*T + sum_m s[m]*S_m + c``. Codes are held at their
+  bit width: as ``k`` bit planes, counted like bits (``S_m = sum_j 2^j * ones(window_j & b_m) +
+  lo * ones(b_m)``, ``k * M`` counts of every window word), or as integers in their narrowest C
+  type (``int8_t`` for an 8-bit stream; summed under the masks' ones, a cost in proportion to
+  the ones). Which codes are planes is decided per model (``code_planes``): the widest ``k <=
+  CODE_PLANES`` whose layers the estimates find cheapest, so two dense 2-bit weight masks count
+  planes and fifteen sparse one-hot masks of 4-bit weights sum integer codes.
 """
 
 from __future__ import annotations
@@ -68,16 +77,23 @@ SCHEDULES = ("auto", "dense", "sparse")
 # one-hot: with 32 channels per word that takes a very sparse b.
 DENSE_CHANNEL, DENSE_WORD = 41.0, 14.4
 SPARSE_CHANNEL, SPARSE_MULTI, SPARSE_HOT = 55.0, 20.6, 8.0
+# A layer over integer codes, fitted like the above (W2A2 / W3A3 / W4A4 chains on Cortex-M4):
+# per output position and tap (the window's gather), per output channel, per mask and word of
+# the kernel (the find-first-set loop's words), per one of the masks (one code added).
+CODES_TAP, CODES_CHANNEL, CODES_WORD, CODES_ONE = 3.2, 58.0, 8.4, 7.6
+# Codes of up to this many bits may be held as bit planes (``code_planes``).
+CODE_PLANES = 4
+_SIZE = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4}
 
 
 @dataclass(frozen=True)
 class Coef:
-    """A layer's per-channel plane ``t*T + s*S + c``: C types and values."""
+    """A layer's per-channel plane ``t*T + sum_m s[m]*S_m + c``: C types and values."""
 
     store: str  # C type of the stored t, s, c (int16_t, int32_t or int64_t)
     math: str  # C type the plane is computed in (int32_t or int64_t)
     t: tuple[int, ...]
-    s: tuple[int, ...]
+    s: tuple[int, ...]  # [o][m]
     c: tuple[int, ...]
 
     @property
@@ -88,12 +104,14 @@ class Coef:
 
 @dataclass(frozen=True)
 class BitConv(Geometry):
-    """A convolution over bits (the ``dense`` or ``sparse`` schedule)."""
+    """A convolution over bits or the bit planes of codes (the ``dense`` or ``sparse``
+    schedule), of one or several masks. Per output channel ``o`` and mask ``m`` (index
+    ``om = o*M + m``): ``S_m = sum_j wj[j] * ones(window_j & b_m[o]) + off * ones(b_m[o])``."""
 
     index: int
     name: str
     plane_out: bool  # writes the int64 plane ``out`` (network output or a partial sum)
-    codes: CodesOut | None  # writes int32 codes (a k-bit activation) instead of bits
+    codes: CodesOut | None  # writes codes (a k-bit activation) instead of bits
     out: str  # C expression of that plane ("" when the layer writes bits)
     add: str  # C expression of an int64 plane added first, or ""
     bit_adds: tuple[BitAddView, ...]  # identity shortcuts of bits: +-s[o] by their bit
@@ -101,16 +119,21 @@ class BitConv(Geometry):
     schedule: str
     nw: int
     onw: int
+    masks: int  # M binary masks (multi-level weights), T shared
+    planes_in: int  # P input bit planes (1 for bits), each [H][W][NW]
+    wj: tuple[int, ...]  # what a one bit of input plane j adds (2 for bits, 2^j for codes)
+    off: int  # a tap's value with all its bits zero (-1 for bits, lo for codes)
     compact: bool  # the window's taps are C bits each, back to back (else a word-aligned NW)
-    weights: tuple[str, ...]  # dense: [o][window words]
-    start: tuple[int, ...]  # sparse: AND-count entries of channel o: start[o] .. start[o+1]
+    weights: tuple[str, ...]  # dense: [o][m][window words]
+    start: tuple[int, ...]  # sparse: AND-count entries of (o, m): start[om] .. start[om+1]
     idx: tuple[int, ...]  # sparse: window word of each AND-count entry
     mask: tuple[str, ...]  # sparse: its weight word
-    hot_start: tuple[int, ...]  # sparse: one-hot entries of channel o
+    hot_start: tuple[int, ...]  # sparse: one-hot entries of (o, m)
     hot: tuple[int, ...]  # sparse: window word << 5 | bit
     entry_type: str  # C type of idx and hot
-    nnz: tuple[int, ...]  # ones of b[o]
-    nnz_tap: tuple[int, ...]  # ones of b per (o, ky, kx); only with padding
+    nnz: tuple[int, ...]  # ones of b_m[o], [o][m]
+    nnz_type: str  # their C type (uint8_t, uint16_t or uint32_t)
+    nnz_tap: tuple[int, ...]  # ones of b_m[o] per (ky, kx), [o][m][ky][kx]; only with padding
     tap_type: str
     coef: Coef
     src: int  # arena byte offsets
@@ -125,6 +148,7 @@ class BitConv(Geometry):
 
     @property
     def window_words(self) -> int:
+        """Words of one input plane's window."""
         return words(self.kh * self.kw * self.c) if self.compact else self.kh * self.kw * self.nw
 
     @property
@@ -136,12 +160,14 @@ class BitConv(Geometry):
         if self.idx:  # the AND-count tables (with their two end entries) exist only then
             n += (entry + 4) * 2 + 2 * len(self.start)
         n += 2 * len(self.hot_start) if self.schedule == "sparse" else 0
-        return n + 2 * len(self.nnz) + tap * len(self.nnz_tap) + self.coef.bytes
+        nnz = _SIZE.get(self.nnz_type, 4) * len(self.nnz)
+        return n + nnz + tap * len(self.nnz_tap) + self.coef.bytes + _code_bytes(self)
 
 
 @dataclass(frozen=True)
 class CodeConv(Geometry):
-    """A convolution over codes (the input quantizer's, or a global average pool's sums)."""
+    """A convolution over integer codes (the input quantizer's, wide activations, a global
+    average pool's sums), of one or several masks."""
 
     index: int
     name: str
@@ -152,8 +178,10 @@ class CodeConv(Geometry):
     bit_adds: tuple[BitAddView, ...]
     points: tuple[PointView, ...]
     onw: int
+    masks: int  # M binary masks, T shared
+    src_type: str  # C type of an input code (its narrowest); the window holds the same
     kwords: int  # words of one output channel's bits, C*KH*KW taps
-    weights: tuple[str, ...]  # [o][kwords], tap (c, ky, kx) is bit k = (c*KH + ky)*KW + kx
+    weights: tuple[str, ...]  # [o][m][kwords], tap (c, ky, kx) is bit k = (c*KH + ky)*KW + kx
     coef: Coef
     src: int
     dst: int
@@ -164,11 +192,22 @@ class CodeConv(Geometry):
 
     @property
     def weight_bytes(self) -> int:
-        return 4 * len(self.weights) + self.coef.bytes
+        return 4 * len(self.weights) + self.coef.bytes + _code_bytes(self)
+
+
+def _code_bytes(v: BitConv | CodeConv) -> int:
+    """Flash of a k-bit activation's constants (``graph_ops.code_tables``: int64 thresholds, or
+    int64 constants and int8 shifts)."""
+    if v.codes is None:
+        return 0
+    return 8 * len(v.codes.thr) + len(v.codes.shift)
 
 
 @dataclass(frozen=True)
 class Pool(Geometry):
+    """A max-pool of bits: OR per channel, AND on the channels of ``and_words`` (none when
+    every channel ORs)."""
+
     index: int
     name: str
     nw: int
@@ -185,7 +224,30 @@ class Pool(Geometry):
         return 4 * len(self.and_words)
 
 
-Layer = BitConv | CodeConv | Pool | PoolView | ConcatView | SumPoolView
+@dataclass(frozen=True)
+class PlanePool(Geometry):
+    """A max-pool of codes held as bit planes, 32 channels a word: a bit-sliced compare and
+    select per tap; the min on the channels of ``min_words`` (none when every channel takes
+    the max)."""
+
+    index: int
+    name: str
+    nw: int
+    planes: int
+    min_words: tuple[str, ...]
+    src: int
+    dst: int
+
+    schedule = "-"
+    kind = ViewKind.POOL
+    input = "planes"
+
+    @property
+    def weight_bytes(self) -> int:
+        return 4 * len(self.min_words)
+
+
+Layer = BitConv | CodeConv | Pool | PlanePool | PoolView | ConcatView | SumPoolView
 
 
 @dataclass(frozen=True)
@@ -208,6 +270,8 @@ class Arena:
 @dataclass(frozen=True)
 class McuView(ModelIO):
     input_dst: int
+    input_type: str  # C type of the input quantizer's codes (uint32_t words for Sign)
+    code_planes: int  # codes of up to this many bits are held as bit planes (0: none)
     layers: tuple[Layer, ...]
     arena: Arena
 
@@ -254,18 +318,28 @@ def _ctype(values: list[int]) -> str:
 
 def coefficients(step: ConvStep) -> Coef:
     """The layer's plane coefficients (narrowed by ``NarrowThresholds`` where the threshold
-    reads one layer) and the C types to store and compute them in."""
+    reads one layer, int64 values otherwise), stored in the narrowest type that holds them, and
+    the C type to compute the plane in: int32 where no partial sum of ``t*T + sum_m s[m]*S_m +
+    c`` can leave it (``|T| <= n * mag``, ``|S_m| <= ones(b_m) * mag`` for taps of magnitude at
+    most ``mag``), else int64."""
     o, c, kh, kw = step.weight.shape
+    masks = step.masks
+    s = tuple(mk.s[k] for k in range(o) for mk in masks)
+    store = _ctype([*step.t, *s, *step.c])
     if step.mode is Mode.PLANE:
-        return Coef("int64_t", "int64_t", step.t, step.s, (0,) * o)
-    n = c * kh * kw
+        return Coef(store, "int64_t", step.t, s, (0,) * o)
     lo, hi = step.value_range
     mag = max(-lo, hi)
-    bound = max(abs(a) * n * mag + abs(b) * n * mag + abs(d)
-                for a, b, d in zip(step.t, step.s, step.c, strict=True))  # fmt: skip
+    n = c * kh * kw
+    ones = [mk.weight.reshape(o, -1).sum(axis=1) for mk in masks]
+    bound = max(
+        abs(step.t[k]) * n * mag
+        + sum(abs(mk.s[k]) * int(nz[k]) * mag for mk, nz in zip(masks, ones, strict=True))
+        + abs(step.c[k])
+        for k in range(o)
+    )
     math = "int32_t" if bound < 1 << 31 and not step.adds else "int64_t"
-    store = _ctype([*step.t, *step.s, *step.c])
-    return Coef(store, math, step.t, step.s, step.c)
+    return Coef(store, math, step.t, s, step.c)
 
 
 def compact(weight: np.ndarray, padding: tuple[int, int]) -> bool:
@@ -273,7 +347,7 @@ def compact(weight: np.ndarray, padding: tuple[int, int]) -> bool:
     tap: smaller whenever C is not a multiple of 32 (a fully connected layer over a flattened
     image has C = 1 and would otherwise spend a word per bit). Only without padding, where
     every window is whole."""
-    return weight.shape[1] % 32 != 0 and tuple(padding) == (0, 0)
+    return weight.shape[-3] % 32 != 0 and tuple(padding) == (0, 0)
 
 
 def _packed(weight: np.ndarray, packed_taps: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -282,40 +356,110 @@ def _packed(weight: np.ndarray, packed_taps: bool) -> tuple[np.ndarray, np.ndarr
     taps = weight.transpose(0, 2, 3, 1)  # (o, ky, kx, c)
     bits_ = taps.reshape(o, -1) if packed_taps else taps
     packed = np.array(_pack_channels(bits_), dtype=np.uint64).reshape(o, -1)
-    ones = np.array([[bin(int(v)).count("1") for v in row] for row in packed]).reshape(o, -1)
+    ones = np.unpackbits(packed.astype("<u4").view(np.uint8), axis=1).reshape(o, -1, 32).sum(2)
     return packed, ones
 
 
-def dense_cost(weight: np.ndarray, out_hw: tuple[int, int], packed_taps: bool) -> float:
-    """Instruction estimate of the dense schedule's channel loop over one layer."""
-    o, c, kh, kw = weight.shape
+def _masks_of(weight: np.ndarray) -> np.ndarray:
+    """(O, C, kh, kw) or (M, O, C, kh, kw) → (M, O, C, kh, kw)."""
+    return weight.reshape(-1, *weight.shape[-4:])
+
+
+def dense_cost(
+    weight: np.ndarray, out_hw: tuple[int, int], packed_taps: bool, planes: int = 1
+) -> float:
+    """Instruction estimate of the dense schedule's channel loop over one layer: ``weight`` is
+    one mask (O, C, kh, kw) or several (M, O, C, kh, kw), over ``planes`` input bit planes."""
+    m, o, c, kh, kw = _masks_of(weight).shape
     k = words(kh * kw * c) if packed_taps else kh * kw * words(c)
-    return out_hw[0] * out_hw[1] * o * (DENSE_CHANNEL + DENSE_WORD * k)
+    return out_hw[0] * out_hw[1] * o * (DENSE_CHANNEL + DENSE_WORD * k * m * planes)
 
 
-def sparse_cost(weight: np.ndarray, out_hw: tuple[int, int], packed_taps: bool) -> float:
-    _, ones = _packed(weight, packed_taps)
-    per = SPARSE_MULTI * np.count_nonzero(ones > 1) + SPARSE_HOT * np.count_nonzero(ones == 1)
-    return (float(per) + SPARSE_CHANNEL * weight.shape[0]) * out_hw[0] * out_hw[1]
+def sparse_cost(
+    weight: np.ndarray, out_hw: tuple[int, int], packed_taps: bool, planes: int = 1
+) -> float:
+    per = 0
+    for w in _masks_of(weight):
+        _, ones = _packed(w, packed_taps)
+        per += SPARSE_MULTI * np.count_nonzero(ones > 1) + SPARSE_HOT * np.count_nonzero(ones == 1)
+    o = weight.shape[-4]
+    return (float(per) * planes + SPARSE_CHANNEL * o) * out_hw[0] * out_hw[1]
+
+
+def codes_cost(step: ConvStep) -> float:
+    """Instruction estimate of a layer over integer codes (``CodeConv``)."""
+    g, masks = step.geo, step.masks
+    n = g.c * g.kh * g.kw
+    ones = sum(int(mk.weight.sum()) for mk in masks) / g.o
+    per = CODES_CHANNEL + CODES_WORD * words(n) * len(masks) + CODES_ONE * ones
+    return g.oh * g.ow * (CODES_TAP * n + g.o * per)
+
+
+def _bit_costs(step: ConvStep) -> dict[str, float]:
+    g, w, p = step.geo, np.stack([mk.weight for mk in step.masks]), step.src.planes
+    pt = compact(w, (g.ph, g.pw))
+    return {
+        "dense": dense_cost(w, (g.oh, g.ow), pt, p),
+        "sparse": sparse_cost(w, (g.oh, g.ow), pt, p),
+    }
 
 
 def choose(step: ConvStep, schedule: str) -> str:
+    """The kernel of one layer: ``codes`` over integer codes, else the schedule asked for or
+    (``auto``) the cheaper by the estimates."""
+    if not step.packed_in:
+        return "codes"
     if schedule != "auto":
         return schedule
-    g, w = step.geo, step.weight
-    pt = compact(w, (g.ph, g.pw))
-    cheaper = sparse_cost(w, (g.oh, g.ow), pt) < dense_cost(w, (g.oh, g.ow), pt)
-    return "sparse" if cheaper else "dense"
+    costs = _bit_costs(step)
+    return "sparse" if costs["sparse"] < costs["dense"] else "dense"
+
+
+def cost(step: ConvStep, schedule: str) -> float:
+    """Instruction estimate of one layer in the kernel ``choose`` gives it."""
+    how = choose(step, schedule)
+    return codes_cost(step) if how == "codes" else _bit_costs(step)[how]
+
+
+def code_planes(graph: Graph, schedule: str = "auto", planes: int | None = None) -> core.Schedule:
+    """The schedule with the codes of up to ``k`` bits held as bit planes, wider ones as
+    integers: ``k = planes`` if given, else of the ``k <= CODE_PLANES`` that the graph's code
+    widths make different the one whose layers the estimates find cheapest (a tie goes to the
+    wider)."""
+    if planes is not None:
+        return core.schedule(graph, fuse_points=True, merge_masks=True, code_planes=planes)
+    best: tuple[float, core.Schedule] | None = None
+    for k in range(CODE_PLANES + 1):
+        sched = core.schedule(graph, fuse_points=True, merge_masks=True, code_planes=k)
+        if k and not any(t.storage is Storage.BIT_PLANES and t.planes == k for t in sched.tensors):
+            continue  # no code is k bits wide: the schedule of k - 1
+        total = sum(cost(s, schedule) for s in sched.steps if isinstance(s, ConvStep))
+        if best is None or total <= best[0]:
+            best = (total, sched)
+    assert best is not None
+    return best[1]
 
 
 def _scratch(step: ConvStep, sched: str) -> int:
-    """Bytes of the layer's window (and, dense with padding, its per-tap ones)."""
+    """Bytes of the layer's window (every input plane's; and, dense with padding, the ones of
+    each mask per tap, ``tap_type``)."""
     g = step.geo
-    if not step.bits_in:
-        return 4 * g.c * g.kh * g.kw
-    taps = g.o * g.kh * g.kw if sched == "dense" and (g.ph, g.pw) != (0, 0) else 0
+    if not step.packed_in:
+        return _SIZE.get(step.src.ctype, 4) * g.c * g.kh * g.kw
+    m = len(step.masks)
+    taps = m * g.o * g.kh * g.kw if sched == "dense" and (g.ph, g.pw) != (0, 0) else 0
     k = words(g.taps * g.c) if compact(step.weight, (g.ph, g.pw)) else g.taps * words(g.c)
-    return 4 * (k + taps)
+    return 4 * step.src.planes * k + _SIZE[_tap_type(g.c)] * taps
+
+
+def _tap_type(c: int) -> str:
+    """C type of a count of one tap's ones (at most C)."""
+    return "uint8_t" if c < 256 else "uint16_t"
+
+
+def _unsigned(hi: int) -> str:
+    """The narrowest unsigned C type holding ``0 .. hi``."""
+    return "uint8_t" if hi < 1 << 8 else "uint16_t" if hi < 1 << 16 else "uint32_t"
 
 
 def _points(step: ConvStep, expr) -> tuple[PointView, ...]:
@@ -330,35 +474,53 @@ def _points(step: ConvStep, expr) -> tuple[PointView, ...]:
     return tuple(out)
 
 
+def _check_window(step: ConvStep) -> None:
+    """T and every S are counted in int32 (over bit planes as sums of ``u = value - lo`` first):
+    refuse a window whose sums could leave it."""
+    g = step.geo
+    lo, hi = step.value_range
+    span = max(-lo, hi, hi - lo)
+    if g.c * g.kh * g.kw * span >= 1 << 31:
+        raise UnsupportedGraph(
+            f"layer '{step.name}': a window of {g.c * g.kh * g.kw} taps of values in"
+            f" [{lo}, {hi}] can overflow int32; at most {((1 << 31) - 1) // span} taps"
+        )
+
+
 def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds, points) -> BitConv:
     g = step.geo
     o, c, kh, kw = step.weight.shape
+    masks = step.masks
     packed_taps = compact(step.weight, (g.ph, g.pw))
-    packed, ones = _packed(step.weight, packed_taps)
-    k = packed.shape[1]
+    per_mask = [_packed(mk.weight, packed_taps) for mk in masks]
+    k = per_mask[0][0].shape[1]
     weights: tuple[str, ...] = ()
     start, idx, mask, hot_start, hot = [0], [], [], [0], []
     if schedule == "dense":
-        weights = tuple(_hex(v) for v in packed.reshape(-1))
+        weights = tuple(_hex(v) for r in range(o) for packed, _ in per_mask for v in packed[r])
     else:
         for r in range(o):
-            for j in np.nonzero(ones[r] > 1)[0]:
-                idx.append(int(j))
-                mask.append(_hex(packed[r, j]))
-            for j in np.nonzero(ones[r] == 1)[0]:
-                hot.append(int(j) << 5 | (int(packed[r, j]).bit_length() - 1))
-            start.append(len(idx))
-            hot_start.append(len(hot))
+            for packed, ones in per_mask:
+                for j in np.nonzero(ones[r] > 1)[0]:
+                    idx.append(int(j))
+                    mask.append(_hex(packed[r, j]))
+                for j in np.nonzero(ones[r] == 1)[0]:
+                    hot.append(int(j) << 5 | (int(packed[r, j]).bit_length() - 1))
+                start.append(len(idx))
+                hot_start.append(len(hot))
     # Border positions subtract the ones of b on their padded taps: the sparse form keeps
-    # them per (o, ky, kx) in flash, the dense form counts them from its weight words into
+    # them per (o, m, ky, kx) in flash, the dense form counts them from its weight words into
     # the arena when the layer starts.
     padded = (g.ph, g.pw) != (0, 0) and schedule == "sparse"
-    nnz_tap = tuple(int(v) for v in step.weight.sum(axis=1).reshape(-1)) if padded else ()
+    taps = [mk.weight.sum(axis=1).reshape(o, -1) for mk in masks]  # (o, kh*kw) each
+    nnz_tap = tuple(int(v) for r in range(o) for t in taps for v in t[r]) if padded else ()
+    nnz = tuple(int(t[r].sum()) for r in range(o) for t in taps)
     if k << 5 >= 1 << 32:
         raise UnsupportedGraph(f"layer '{step.name}': a window of {k} words is too large")
+    _check_window(step)
     return BitConv(
         **step.view_fields(),
-        codes=CodesOut.of(step, "int32_t"),
+        codes=CodesOut.of(step),
         out=out,
         add=add,
         bit_adds=bit_adds,
@@ -366,6 +528,10 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds, p
         schedule=schedule,
         nw=words(c),
         onw=words(o),
+        masks=len(masks),
+        planes_in=step.src.planes,
+        wj=step.src.plane_weights,
+        off=step.src.tap_offset,
         compact=packed_taps,
         weights=weights,
         start=tuple(start),
@@ -374,9 +540,10 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds, p
         hot_start=tuple(hot_start),
         hot=tuple(hot),
         entry_type="uint16_t" if k << 5 < 1 << 16 else "uint32_t",
-        nnz=tuple(int(v) for v in step.weight.reshape(o, -1).sum(axis=1)),
+        nnz=nnz,
+        nnz_type=_unsigned(max(nnz)),
         nnz_tap=nnz_tap,
-        tap_type="uint8_t" if c < 256 else "uint16_t",
+        tap_type=_tap_type(c),
         coef=coefficients(step),
         src=src,
         dst=dst,
@@ -387,17 +554,21 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds, p
 def _codeconv(step: ConvStep, src, dst, win, out, add, bit_adds, points) -> CodeConv:
     g = step.geo
     o = g.o
-    packed = _pack_channels(step.weight.reshape(o, -1))
+    masks = step.masks
+    per_mask = [np.array(_pack_channels(mk.weight.reshape(o, -1))).reshape(o, -1) for mk in masks]
+    _check_window(step)
     return CodeConv(
         **step.view_fields(),
-        codes=CodesOut.of(step, "int32_t"),
+        codes=CodesOut.of(step),
         out=out,
         add=add,
         bit_adds=bit_adds,
         points=points,
         onw=words(o),
+        masks=len(masks),
+        src_type=step.src.ctype,
         kwords=words(g.c * g.kh * g.kw),
-        weights=tuple(_hex(v) for v in packed),
+        weights=tuple(_hex(v) for r in range(o) for packed in per_mask for v in packed[r]),
         coef=coefficients(step),
         src=src,
         dst=dst,
@@ -411,26 +582,20 @@ def _pool_of(t: Tensor) -> str | None:
     return "planes" if t.storage is Storage.PLANE else "arena"
 
 
-def _bytes(t: Tensor) -> int:
-    return t.units() * (8 if t.storage is Storage.PLANE else 4)
-
-
-def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
+def lower(graph: Graph, name: str, schedule: str = "auto", planes: int | None = None) -> McuView:
+    """The view of a lowered graph; ``planes`` fixes the widest codes held as bit planes
+    (default: chosen by ``code_planes``)."""
     if schedule not in SCHEDULES:
         raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
-    sched = core.schedule(NarrowThresholds().apply(graph), fuse_points=True)
+    sched = code_planes(NarrowThresholds().apply(graph), schedule, planes)
     inp = sched.input
-    choices = {
-        s.index: (choose(s, schedule) if s.bits_in else "codes")
-        for s in sched.steps
-        if isinstance(s, ConvStep)
-    }
+    choices = {s.index: choose(s, schedule) for s in sched.steps if isinstance(s, ConvStep)}
     scratch = {
         s.index: ("arena", _scratch(s, choices[s.index]))
         for s in sched.steps
         if isinstance(s, ConvStep)
     }
-    plan = core.plan_memory(sched, _pool_of, _bytes, scratch)
+    plan = core.plan_memory(sched, _pool_of, Tensor.nbytes, scratch)
 
     def at(t: Tensor) -> int:
         return plan.offset(t) if not t.output else -1
@@ -440,8 +605,10 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
             return "acc"
         if t.storage is Storage.PLANE:
             return f"(bnc_planes + {plan.offset(t) // 8})"
-        ctype = "uint32_t" if t.storage is Storage.BITS else "int32_t"
-        return f"BNC_AT({ctype}, {plan.offset(t)})"
+        return f"BNC_AT({t.ctype}, {plan.offset(t)})"
+
+    def elem(t: Tensor) -> str:
+        return t.ctype
 
     layers: list[Layer] = []
     for step in sched.steps:
@@ -458,16 +625,25 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
             else:
                 how = choices[step.index]
                 layers.append(_bitconv(step, how, at(step.src), dst, win, out, add, bits_, pts))
+        elif isinstance(step, PoolStep) and step.src.storage is Storage.BIT_PLANES:
+            mins = step.and_mask.any()
+            words_ = tuple(_hex(v) for v in _pack_channels(step.and_mask[None])) if mins else ()
+            layers.append(
+                PlanePool(**step.geo.fields(), index=step.index, name=step.name,
+                          nw=words(step.geo.c), planes=step.src.planes, min_words=words_,
+                          src=at(step.src), dst=at(step.dst))
+            )  # fmt: skip
         elif isinstance(step, PoolStep) and step.src.storage is not Storage.BITS:
-            layers.append(pool_view(step, expr, lambda _t: "int32_t"))
+            layers.append(pool_view(step, expr, elem))
         elif isinstance(step, PoolStep):
-            mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None]))
+            ands = step.and_mask.any()
+            mask = tuple(_hex(v) for v in _pack_channels(step.and_mask[None])) if ands else ()
             layers.append(
                 Pool(**step.geo.fields(), index=step.index, name=step.name,
                      nw=words(step.geo.c), and_words=mask, src=at(step.src), dst=at(step.dst))
             )  # fmt: skip
         elif isinstance(step, ConcatStep | SumPoolStep):
-            layers.append(data_view(step, expr, lambda _t: "int32_t"))
+            layers.append(data_view(step, expr, elem))
     peak = plan.peak_step.get("arena", -1)
     arena = Arena(
         max(8, plan.sizes.get("arena", 0)),
@@ -478,6 +654,10 @@ def lower(graph: Graph, name: str, schedule: str = "auto") -> McuView:
     return McuView(
         **ModelIO.of(graph, sched, name).fields(),
         input_dst=at(inp.dst),
+        input_type=inp.dst.ctype,
+        code_planes=max(
+            (t.planes for t in sched.tensors if t.storage is Storage.BIT_PLANES), default=0
+        ),
         layers=tuple(layers),
         arena=arena,
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bnc.backends.mcu.lower import McuView
+from bnc.backends.c.lower import PoolView, SumPoolView
+from bnc.backends.mcu.lower import CODE_PLANES, BitConv, CodeConv, Layer, McuView, PlanePool
 from bnc.backends.mcu.toolchain import MCU_TARGETS, build, size, stack_bound
 
 
@@ -29,14 +30,49 @@ def render(view: McuView, fp32_bytes: int) -> str:
             else ""
         ),
         "",
-        "| layer | schedule | constants (bytes) | threshold type |",
-        "|---|---|---|---|",
+        "Code tensors are held at their bit width: "
+        + (
+            f"codes of up to {view.code_planes} bits as bit planes (counted like bits), wider ones"
+            if view.code_planes
+            else "all"
+        )
+        + " as integers in their narrowest C type (bit planes are used up to"
+        f" {CODE_PLANES} bits where the estimates find them faster). A multi-level layer is one"
+        " kernel: its masks are counted over one window walk, T once.",
+        "",
+        "| layer | schedule | masks x input planes | input | constants (bytes) | threshold type |",
+        "|---|---|---|---|---|---|",
     ]
     for v in view.layers:
         coef = getattr(v, "coef", None)
         kind = "-" if coef is None else f"{coef.store} ({coef.math} math)"
-        lines.append(f"| {v.name} | {v.schedule} | {v.weight_bytes:,} | {kind} |")
+        lines.append(
+            f"| {v.name} | {v.schedule} | {_shape(v)} | {_input(v)} | {v.weight_bytes:,} | {kind} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _shape(v: Layer) -> str:
+    if isinstance(v, BitConv):
+        return f"{v.masks} x {v.planes_in}"
+    if isinstance(v, CodeConv):
+        return f"{v.masks} x -"
+    return "-"
+
+
+def _input(v: Layer) -> str:
+    """How the layer's input is held."""
+    if isinstance(v, BitConv):
+        return "bits" if v.wj == (2,) else f"{v.planes_in} bit planes"
+    if isinstance(v, CodeConv):
+        return v.src_type
+    if isinstance(v, PlanePool):
+        return f"{v.planes} bit planes"
+    if isinstance(v, PoolView):
+        return f"{v.planes} bit planes" if v.planes else v.src_type
+    if isinstance(v, SumPoolView):
+        return {"bits": "bits", "planes": f"{v.planes} bit planes"}.get(v.input, v.src_type)
+    return "bits"
 
 
 def sizes_section(folder: Path) -> str:

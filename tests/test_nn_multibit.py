@@ -448,3 +448,12 @@ def test_bad_saved_quantizers_are_one_line(tamper: str, fmt: str, tmp_path: Path
         load_model(save(m, fmt, tmp_path / "bad.bin"))
     text = _one_line(e)
     assert words in text and ("layer '1" if tamper.startswith("int") else "layer '3'") in text
+
+
+def test_clamp_latent_keeps_activation_scales_positive() -> None:
+    """An optimizer step that would carry a small learned scale through zero is undone."""
+    model = nn.Sequential(bn.BinaryConv2d(1, 2, 3), nn.BatchNorm2d(2), bn.ActQuantizer(8, True))
+    with torch.no_grad():
+        model[2].scale.fill_(-0.01)
+    bn.clamp_latent_(model)
+    assert float(model[2].scale.detach()) > 0

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from bnc.nn.layers import BinaryConv2d, BinaryLinear
-from bnc.nn.quant import IntQuantizer, MultiBitQuantizer, TernaryQuantizer
+from bnc.nn.quant import ActQuantizer, IntQuantizer, MultiBitQuantizer, TernaryQuantizer
 
 BinaryLayer = BinaryConv2d | BinaryLinear
 
@@ -53,11 +53,20 @@ def _ones(layer: BinaryLayer) -> int:
     return int((w > 0).sum())
 
 
+MIN_ACT_SCALE = 1e-4
+
+
 def clamp_latent_(model: nn.Module, bound: float = 1.5) -> None:
-    """Clamp every binary layer's latent weights to ``[-bound, bound]`` (after each step)."""
+    """Clamp every binary layer's latent weights to ``[-bound, bound]`` and keep every
+    ``ActQuantizer``'s learned scale at least ``MIN_ACT_SCALE`` (after each step): an
+    optimizer step larger than a small scale would otherwise carry it through zero, and a
+    quantizer needs a positive scale to compile."""
     with torch.no_grad():
         for layer in binary_layers(model):
             layer.weight.clamp_(-bound, bound)
+        for m in model.modules():
+            if isinstance(m, ActQuantizer):
+                m.scale.clamp_(min=MIN_ACT_SCALE)
 
 
 def beta_share(model: nn.Module, exclude: Iterable[nn.Module] = ()) -> float:

@@ -189,10 +189,17 @@ class InputStep:
 
 @dataclass(frozen=True)
 class BitAdd:
-    """``+s[o]`` where the shortcut's bit ``src[o, p]`` is 1, ``-s[o]`` where it is 0."""
+    """An identity shortcut added where the plane is formed: of bits, ``+s[o]`` where the
+    shortcut's bit ``src[o, p]`` is 1 and ``-s[o]`` where it is 0; of codes held as integer
+    values, ``+s[o] * src[o, p]``."""
 
     src: Tensor
     s: tuple[int, ...]
+
+    def view(self, expr: str) -> BitAddView:
+        c, h, w = self.src.shape
+        codes = self.src.storage is not Storage.BITS
+        return BitAddView(expr, self.src.nw, self.s, codes, h * w)
 
 
 @dataclass(frozen=True)
@@ -210,12 +217,14 @@ class PointBranch:
 
 @dataclass(frozen=True)
 class BitAddView:
-    """A ``BitAdd`` as C sees it: the shortcut's bits (an expression), its words per pixel and
-    the coefficients."""
+    """A ``BitAdd`` as C sees it: the shortcut (an expression), its words per pixel (bits) or
+    that it holds codes and their positions per channel, and the coefficients."""
 
     src: str
     nw: int
     s: tuple[int, ...]
+    codes: bool = False
+    hw: int = 0
 
 
 @dataclass(frozen=True)
@@ -482,7 +491,7 @@ def schedule(
             else:
                 dst = tensor(node.out, Storage.BITS, ty.shape)
             order = _operand_order(graph, node)
-            riding = [k for k in order if _bit_shortcut(graph, node, k)]
+            riding = [k for k in order if _bit_shortcut(graph, node, k, by_value)]
             if len(riding) == len(order):  # one real layer computes; the shortcuts ride on it
                 riding = []
             bit_adds = tuple(
@@ -606,12 +615,15 @@ def _conv_of(graph: Graph, plane: Node, k: int) -> Node:
     return conv
 
 
-def _bit_shortcut(graph: Graph, plane: Node, k: int) -> bool:
-    """Operand ``k`` is an identity read of bits with no T term: ``s[o] * (2a[o] - 1)``."""
+def _bit_shortcut(graph: Graph, plane: Node, k: int, by_value: dict[str, Tensor]) -> bool:
+    """Operand ``k`` is an identity read with no T term of bits (``s[o] * (2a[o] - 1)``) or of
+    codes held as integer values (``s[o] * x[o]``)."""
     conv = _conv_of(graph, plane, k)
+    src = by_value.get(conv.args[0])
     return (
         is_identity(conv.op)
-        and graph.types[conv.args[0]].kind is Kind.BIT
+        and src is not None
+        and src.storage in (Storage.BITS, Storage.CODES, Storage.INPUT_CODES)
         and not plane.op.t[k].any()  # type: ignore[attr-defined]
     )
 

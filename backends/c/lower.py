@@ -569,7 +569,7 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
     for step in sched.steps:
         if isinstance(step, ConvStep):
             add = ptr(step.acc_in) if step.acc_in is not None else ""
-            bits_ = tuple(BitAddView(ptr(b.src), b.src.nw, b.s) for b in step.bit_adds)
+            bits_ = tuple(b.view(ptr(b.src)) for b in step.bit_adds)
             src, dst = ptr(step.src), ptr(step.dst)
             if choose(step, schedule, unit) == "planar":
                 layers.append(_planar(step, src, dst, add, bits_, unit))

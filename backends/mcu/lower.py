@@ -617,7 +617,7 @@ def lower(graph: Graph, name: str, schedule: str = "auto", planes: int | None = 
             plane = step.mode is Mode.PLANE
             out = expr(step.dst) if plane else ""
             add = expr(step.acc_in) if step.acc_in is not None else ""
-            bits_ = tuple(BitAddView(expr(b.src), b.src.nw, b.s) for b in step.bit_adds)
+            bits_ = tuple(b.view(expr(b.src)) for b in step.bit_adds)
             dst = at(step.dst) if not plane else -1
             pts = _points(step, expr)
             if choices[step.index] == "codes":

@@ -169,13 +169,15 @@ def test_unknown_target_and_console_script(model_file: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("name", "floor"),
-    [("fashion_bnn", 0.905), ("fashion_resnet", 0.875)],  # the chain: issue 6's target
-)
+    [("fashion_bnn", 0.905), ("fashion_resnet", 0.875),  # the chain: issue 6's target
+     ("fashion_w2a2", 0.925), ("fashion_resnet8", 0.885)],  # issue 14: W2A2, 8-bit stream
+)  # fmt: skip
 def test_bundled_example_accuracy_equals_pytorch(
     name: str, floor: float, tmp_path: Path, capsys
 ) -> None:
-    """The bundled chain model and the bundled binary ResNet (a graph: residual blocks, a
-    global pool): compiled C equals PyTorch's accuracy on the bundled 2,000 images."""
+    """The bundled chain model, the bundled binary ResNet (a graph: residual blocks, a global
+    pool), the W2A2 chain and the ResNet over an 8-bit stream: compiled C equals PyTorch's
+    accuracy on the bundled 2,000 images."""
     data = np.load(EXAMPLES / "fashion_test.npz")
     x = (data["images"].astype(np.float32) / np.float32(255.0)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)

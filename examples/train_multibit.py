@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 tf = importlib.import_module("train_fashion")  # load, accuracy, Progress
-tr = importlib.import_module("train_resnet")  # Parser, batches, teacher_logits, recalibrate_
+tr = importlib.import_module("train_resnet")  # Parser, setup, batches, teacher_logits, recalibrate_
 
 PROG = "train_multibit"
 
@@ -143,12 +143,7 @@ def parse(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> None:
     a = parse(argv)
-    torch.manual_seed(a.seed)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    images = tf.load(a.data_dir)
-    xtr, xte = (torch.from_numpy(v.astype("float32")[:, None] / 255.0) for v in images[0::2])
-    ytr, yte = (torch.from_numpy(v.astype("int64")) for v in images[1::2])
+    xtr, ytr, xte, yte = tr.setup(a)
     bf16 = not a.fp32 and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     start = time.time()
     soft = tr.teacher_logits(a.teacher, xtr, bf16) if a.teacher is not None else None

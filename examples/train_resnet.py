@@ -126,7 +126,7 @@ class Parser(argparse.ArgumentParser):
     """Reports a bad argument in one line on stderr (no usage block) and exits with 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -222,14 +222,21 @@ def recalibrate_(model: nn.Module, x: torch.Tensor, batch: int = 500) -> None:
     model.eval()
 
 
-def main(argv: list[str] | None = None) -> None:
-    a = parse(argv)
+def setup(a: argparse.Namespace) -> tuple[torch.Tensor, ...]:
+    """Seed and threads from the arguments; the images in [0, 1] and labels, as
+    ``(x_train, y_train, x_test, y_test)``."""
     torch.manual_seed(a.seed)
     if a.threads:
         torch.set_num_threads(a.threads)
     images = tf.load(a.data_dir)
     xtr, xte = (torch.from_numpy(v.astype("float32")[:, None] / 255.0) for v in images[0::2])
     ytr, yte = (torch.from_numpy(v.astype("int64")) for v in images[1::2])
+    return xtr, ytr, xte, yte
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse(argv)
+    xtr, ytr, xte, yte = setup(a)
     use_bf16 = not a.fp32 and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
     start = time.time()

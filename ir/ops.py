@@ -60,6 +60,16 @@ def _conv_out(op: Op, t: TensorType, shape: tuple[int, ...], stride: Pair, pad: 
     return TensorType(Kind.REAL, (o, h, w))
 
 
+def _linear_out(op: Op, t: TensorType, o: int, i: int) -> TensorType:
+    """The real output of a layer of ``o`` outputs over ``i`` input features."""
+    if t.shape != (i, 1, 1):
+        raise ShapeError(
+            f"layer '{op.name}' ({op.opname}) expects {i} input features, got {t}"
+            + (" (add a Flatten before it)" if t.size == i else "")
+        )
+    return TensorType(Kind.REAL, (o, 1, 1))
+
+
 def _check_kind(name: str, op: str, t: TensorType, *kinds: Kind) -> None:
     if t.kind not in kinds:
         accepted = " or ".join(k.value for k in kinds)
@@ -189,14 +199,9 @@ class BinaryLinear(Op):
         (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
         o, i = self.weight.shape
-        if t.shape != (i, 1, 1):
-            raise ShapeError(
-                f"layer '{self.name}' (BinaryLinear) expects {i} input features, got {t}"
-                + (" (add a Flatten before it)" if t.size == i else "")
-            )
         for what, v in (("alpha", self.alpha), ("beta", self.beta), ("bias", self.bias)):
             _vector(self.name, what, v, o)
-        return TensorType(Kind.REAL, (o, 1, 1))
+        return _linear_out(self, t, o, i)
 
 
 def _check_levels(op: Op, index: np.ndarray, levels: np.ndarray, bias: np.ndarray) -> None:
@@ -246,13 +251,7 @@ class QuantLinear(Op):
         (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.INT, Kind.BIT)
         _check_levels(self, self.index, self.levels, self.bias)
-        o, i = self.index.shape
-        if t.shape != (i, 1, 1):
-            raise ShapeError(
-                f"layer '{self.name}' (QuantLinear) expects {i} input features, got {t}"
-                + (" (add a Flatten before it)" if t.size == i else "")
-            )
-        return TensorType(Kind.REAL, (o, 1, 1))
+        return _linear_out(self, t, *self.index.shape)
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from bnc.backends import core
+from bnc.backends.c.lower import PoolView
 from bnc.backends.mcu import emit as emit_module
-from bnc.backends.mcu.lower import CODE_PLANES, BitConv, CodeConv, PlanePool, coefficients
+from bnc.backends.mcu.lower import CODE_PLANES, BitConv, CodeConv, coefficients
 from bnc.backends.mcu.lower import lower as mcu_lower
 from bnc.backends.mcu.toolchain import CORTEX_M4, build
 from bnc.ir import ops as O
@@ -77,7 +78,7 @@ def test_codes_are_held_at_their_bit_width() -> None:
     assert isinstance(c3, CodeConv) and c3.src_type == "int8_t"
     assert isinstance(c4, BitConv) and (c4.planes_in, c4.off, c4.compact) == (3, -4, True)
     assert isinstance(fc, BitConv) and fc.wj == (2,) and fc.plane_out
-    pool = next(v for v in view.layers if isinstance(v, PlanePool))
+    pool = next(v for v in view.layers if isinstance(v, PoolView) and v.planes)
     assert pool.planes == 2
     ints = mcu_lower(graph, "m", planes=0)
     c1, c2, c3, c4, _ = (v for v in ints.layers if isinstance(v, BitConv | CodeConv))

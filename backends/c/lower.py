@@ -195,6 +195,7 @@ class PoolView(Geometry):
     nw: int
     and_words: tuple[str, ...]
     min_mask: tuple[int, ...]
+    min_words: tuple[str, ...]  # bit planes: the min channels packed (none when all take max)
     src_type: str
     dst_type: str
     lo: int
@@ -207,6 +208,8 @@ class PoolView(Geometry):
 
     @property
     def weight_bytes(self) -> int:
+        if self.planes:
+            return 4 * len(self.min_words)
         return 4 * len(self.and_words) + (len(self.min_mask) if self.input == "codes" else 0)
 
 
@@ -534,6 +537,9 @@ def pool_view(step: PoolStep, ptr: Callable[[Tensor], str], elem: Callable[[Tens
         nw=words(step.geo.c),
         and_words=mask,
         min_mask=tuple(int(v) for v in step.and_mask),
+        min_words=tuple(_hex(v) for v in _pack_channels(step.and_mask[None]))
+        if planar and step.and_mask.any()
+        else (),
         src_type=elem(step.src),
         dst_type=elem(step.dst),
         lo=step.dst.lo,

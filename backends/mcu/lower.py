@@ -224,30 +224,7 @@ class Pool(Geometry):
         return 4 * len(self.and_words)
 
 
-@dataclass(frozen=True)
-class PlanePool(Geometry):
-    """A max-pool of codes held as bit planes, 32 channels a word: a bit-sliced compare and
-    select per tap; the min on the channels of ``min_words`` (none when every channel takes
-    the max)."""
-
-    index: int
-    name: str
-    nw: int
-    planes: int
-    min_words: tuple[str, ...]
-    src: int
-    dst: int
-
-    schedule = "-"
-    kind = ViewKind.POOL
-    input = "planes"
-
-    @property
-    def weight_bytes(self) -> int:
-        return 4 * len(self.min_words)
-
-
-Layer = BitConv | CodeConv | Pool | PlanePool | PoolView | ConcatView | SumPoolView
+Layer = BitConv | CodeConv | Pool | PoolView | ConcatView | SumPoolView
 
 
 @dataclass(frozen=True)
@@ -625,14 +602,6 @@ def lower(graph: Graph, name: str, schedule: str = "auto", planes: int | None = 
             else:
                 how = choices[step.index]
                 layers.append(_bitconv(step, how, at(step.src), dst, win, out, add, bits_, pts))
-        elif isinstance(step, PoolStep) and step.src.storage is Storage.BIT_PLANES:
-            mins = step.and_mask.any()
-            words_ = tuple(_hex(v) for v in _pack_channels(step.and_mask[None])) if mins else ()
-            layers.append(
-                PlanePool(**step.geo.fields(), index=step.index, name=step.name,
-                          nw=words(step.geo.c), planes=step.src.planes, min_words=words_,
-                          src=at(step.src), dst=at(step.dst))
-            )  # fmt: skip
         elif isinstance(step, PoolStep) and step.src.storage is not Storage.BITS:
             layers.append(pool_view(step, expr, elem))
         elif isinstance(step, PoolStep):

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from bnc.backends.c.lower import PoolView, SumPoolView
-from bnc.backends.mcu.lower import CODE_PLANES, BitConv, CodeConv, Layer, McuView, PlanePool
+from bnc.backends.mcu.lower import CODE_PLANES, BitConv, CodeConv, Layer, McuView
 from bnc.backends.mcu.toolchain import MCU_TARGETS, build, size, stack_bound
 
 
@@ -66,8 +66,6 @@ def _input(v: Layer) -> str:
         return "bits" if v.wj == (2,) else f"{v.planes_in} bit planes"
     if isinstance(v, CodeConv):
         return v.src_type
-    if isinstance(v, PlanePool):
-        return f"{v.planes} bit planes"
     if isinstance(v, PoolView):
         return f"{v.planes} bit planes" if v.planes else v.src_type
     if isinstance(v, SumPoolView):

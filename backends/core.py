@@ -32,7 +32,7 @@ from bnc.errors import BncError
 from bnc.ir import ops as O
 from bnc.ir.analysis import is_identity
 from bnc.ir.graph import INPUT, Graph, Node
-from bnc.ir.types import Kind
+from bnc.ir.types import Kind, TensorType
 
 WORD = 32
 
@@ -486,7 +486,7 @@ def schedule(
                 mode_last = Mode.PLANE
             elif isinstance(op, O.MultiThreshold | O.Requantize):
                 dst = codes(node.out, ty)
-                code_out = _code_out(op)
+                code_out = _code_out(op, ty)
                 mode_last = Mode.MULTI if isinstance(op, O.MultiThreshold) else Mode.REQUANT
             else:
                 dst = tensor(node.out, Storage.BITS, ty.shape)
@@ -599,13 +599,11 @@ def _merge_masks(graph: Graph, plane: Node, order: list[int]) -> tuple[list[int]
     return kept, {k: v for k, v in merged.items() if v}
 
 
-def _code_out(op: O.MultiThreshold | O.Requantize) -> CodeOut:
-    if isinstance(op, O.MultiThreshold):
-        rows = tuple(tuple(int(v) for v in row) for row in op.c)
-        hi = op.qmin + op.c.shape[0]
-        return CodeOut(rows, (), op.qmin, hi, op.zero_point)
-    c = (tuple(int(v) for v in op.c),)
-    return CodeOut(c, tuple(int(v) for v in op.shift), op.qmin, op.qmax, op.zero_point)
+def _code_out(op: O.MultiThreshold | O.Requantize, ty: TensorType) -> CodeOut:
+    """The step's code output; ``ty`` is the op's result type (its codes' range)."""
+    rows = tuple(tuple(int(v) for v in row) for row in op.c.reshape(-1, op.c.shape[-1]))
+    shift = tuple(int(v) for v in op.shift) if isinstance(op, O.Requantize) else ()
+    return CodeOut(rows, shift, ty.lo, ty.hi, ty.zero_point)
 
 
 def _conv_of(graph: Graph, plane: Node, k: int) -> Node:

@@ -184,7 +184,11 @@ class InputStep:
     scale: float
     qmin: int
     qmax: int
-    dst: Tensor
+    dst: Tensor  # the codes as values q - zero_point (lo/hi are value bounds)
+    zero_point: int = 0
+    threshold: float = 0.0  # Sign: 1[x >= threshold], a float32
+    mul: float = 1.0  # the quantizer: v = x * mul + add first (float32, each step rounded)
+    add: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -389,6 +393,10 @@ class ModelIO:
     scale_hex: str
     qmin: int
     qmax: int
+    zero_point: int  # stored codes are q - zero_point
+    threshold_hex: str  # Sign: the float32 compared against, as a hex literal
+    mul_hex: str  # the quantizer's float32 affine before it ("" where 1 and 0)
+    add_hex: str
     out_channels: int
     out_per_channel: int
     out_scale: tuple[str, ...]
@@ -411,6 +419,10 @@ class ModelIO:
             scale_hex="0x1p+0" if inp.sign else float(np.float32(inp.scale)).hex(),
             qmin=inp.qmin,
             qmax=inp.qmax,
+            zero_point=inp.zero_point,
+            threshold_hex=float(np.float32(inp.threshold)).hex() if inp.threshold else "0.0",
+            mul_hex=float(np.float32(inp.mul)).hex() if inp.mul != 1.0 else "",
+            add_hex=float(np.float32(inp.add)).hex() if inp.add != 0.0 else "",
             out_channels=o,
             out_per_channel=graph.output.size // o,
             out_scale=tuple(float(v).hex() for v in out.scale),
@@ -468,10 +480,12 @@ def schedule(
                 raise UnsupportedGraph(f"layer '{op.name}': only the network input is quantized")
             if isinstance(op, O.Sign):
                 dst = tensor(node.out, Storage.BITS, ty.shape)
-                inp = InputStep(True, 1.0, 0, 0, dst)
+                inp = InputStep(True, 1.0, 0, 0, dst, threshold=float(op.threshold))
             else:
-                dst = tensor(node.out, Storage.INPUT_CODES, ty.shape, op.qmin, op.qmax)
-                inp = InputStep(False, float(op.scale), op.qmin, op.qmax, dst)
+                zp = op.zero_point
+                dst = tensor(node.out, Storage.INPUT_CODES, ty.shape, op.qmin - zp, op.qmax - zp)
+                inp = InputStep(False, float(op.scale), op.qmin, op.qmax, dst, zp, 0.0,
+                                float(op.mul), float(op.add))  # fmt: skip
             by_value[node.out] = dst
         elif isinstance(op, O.SumConv2d):
             continue  # computed by the plane that reads it

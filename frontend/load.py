@@ -18,7 +18,10 @@ from bnc.errors import BncError
 from bnc.frontend.convert import check_module_tree, program_to_graph
 from bnc.ir.graph import Graph
 
-ACCEPTED = "bnc reads torch.save modules, TorchScript archives and torch.export programs"
+ACCEPTED = (
+    "bnc reads torch.save modules, TorchScript archives, torch.export programs and QONNX .onnx"
+    " files"
+)
 
 ALLOWED: list[type] = [
     nn.Sequential,
@@ -52,7 +55,7 @@ ALLOWED: list[type] = [
 class Imported:
     graph: Graph
     name: str
-    source_format: str  # "pickle" | "torchscript" | "export" | "module"
+    source_format: str  # "pickle" | "torchscript" | "export" | "module" | "qonnx"
     input_shape: tuple[int, ...]
 
 
@@ -104,6 +107,11 @@ def from_module(
     """Import an in-memory module; ``example`` is a batch (1, C, H, W) or a shape."""
     where = where or type(module).__name__
     shape = tuple(example.shape[1:]) if isinstance(example, torch.Tensor) else tuple(example)
+    if _is_brevitas(module):
+        from bnc.frontend.qonnx import from_brevitas
+
+        graph, shape = from_brevitas(module, where, shape)
+        return Imported(graph, where, "brevitas", shape)
     check_module_tree(module, where)
     module = module.eval()
     try:
@@ -155,6 +163,10 @@ def _load_pickle(path: Path, trust: bool) -> nn.Module:
     return obj
 
 
+def _is_brevitas(module: nn.Module) -> bool:
+    return any(type(m).__module__.startswith("brevitas.") for m in module.modules())
+
+
 def _first(e: BaseException) -> str:
     text = str(e).strip()
     return (text.splitlines()[0] if text else type(e).__name__)[:200]
@@ -169,6 +181,11 @@ def load_model(
         raise BncError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise BncError(f"{path}: not a PyTorch model (empty file); {ACCEPTED}")
+    if path.suffix.lower() == ".onnx":
+        from bnc.frontend.qonnx import onnx_to_graph, read_onnx
+
+        graph, shape = onnx_to_graph(read_onnx(path), where, input_shape)
+        return Imported(graph, path.stem, "qonnx", shape)
     kind = _kind(path)
     if kind == "export":
         try:
@@ -192,6 +209,11 @@ def load_model(
         module = rebuild(scripted, where)
     else:
         module = _load_pickle(path, trust)
+        if _is_brevitas(module):
+            from bnc.frontend.qonnx import from_brevitas
+
+            graph, shape = from_brevitas(module, where, input_shape)
+            return Imported(graph, path.stem, "brevitas", shape)
     shape = _resolve_shape(where, _recorded_shape(module), input_shape)
     imported = from_module(module, shape, where, kind)
     return Imported(imported.graph, path.stem, kind, shape)

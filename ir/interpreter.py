@@ -137,13 +137,27 @@ def run_op(op: O.Op, xs: tuple[Value, ...], ts: tuple[TensorType, ...]) -> Value
     x, t = xs[0], ts[0]
     match op:
         case O.QuantizeInput():
-            q = np.divide(x.astype(np.float32), np.float32(op.scale), dtype=np.float32)
+            f32 = np.float32
+            v = np.asarray(x).astype(f32)
+            if op.mul != 1.0:
+                v = np.multiply(v, f32(op.mul), dtype=f32)
+            if op.add != 0.0:
+                v = np.add(v, f32(op.add), dtype=f32)
+            q = np.divide(v, f32(op.scale), dtype=f32)
+            if op.zero_point:
+                q = np.add(q, f32(op.zero_point), dtype=f32)
             if np.isnan(q).any():
                 raise ValueError("the input contains NaN")
             return np.clip(np.rint(q), op.qmin, op.qmax).astype(np.int64)
         case O.Sign():
-            v = _values(x, t) if t.kind is Kind.INT else np.asarray(x)
-            return (v >= 0).astype(np.uint8)
+            if t.kind is Kind.INT:
+                return (_values(x, t) >= 0).astype(np.uint8)
+            return (np.asarray(x) >= np.float32(op.threshold)).astype(np.uint8)
+        case O.Quantize() if op.thresholds is not None:
+            v = np.asarray(x, dtype=np.float64)
+            th = np.broadcast_to(op.thresholds, (t.channels, op.thresholds.shape[-1]))
+            passed = v[..., None] >= th[None, :, None, None, :]
+            return (op.qmin + passed.sum(axis=-1)).astype(np.int64)
         case O.Quantize():
             q = np.rint(np.asarray(x, dtype=np.float64) / op.scale) + op.zero_point
             return np.clip(q, op.qmin, op.qmax).astype(np.int64)

@@ -105,25 +105,44 @@ class Op:
 
 @dataclass(frozen=True, eq=False)
 class QuantizeInput(Op):
-    """``q = clamp(round_half_even(float32(x) / float32(scale)), qmin, qmax)``."""
+    """``q = clamp(round_half_even(u), qmin, qmax)`` with, in float32 and in this order,
+    ``v = x * mul + add`` (each step rounded), ``u = v / scale + zero_point``; the code stands
+    for ``scale * (q - zero_point)``. ``mul`` and ``add`` are an importer's per-tensor affine
+    before the quantizer (QONNX's ``2x - 1``), computed as the file computes it."""
 
     scale: float
     qmin: int
     qmax: int
+    zero_point: int = 0
+    mul: float = 1.0
+    add: float = 0.0
 
     def infer(self, *ts: TensorType) -> TensorType:
         (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.REAL)
-        return TensorType(Kind.INT, t.shape, scale=self.scale, lo=self.qmin, hi=self.qmax)
+        for what, v in (("scale", self.scale), ("mul", self.mul), ("add", self.add)):
+            if not math.isfinite(v) or (what != "add" and v <= 0):
+                raise ShapeError(f"layer '{self.name}' (QuantizeInput): bad {what} {v!r}")
+        return TensorType(Kind.INT, t.shape, float(self.scale), self.qmin, self.qmax,
+                          self.zero_point)  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
 class Sign(Op):
-    """``a = 1[x >= 0]`` (``sign(0) = +1``); of a code, ``1[q >= zero_point]``."""
+    """``a = 1[x >= threshold]`` (``sign(0) = +1``); of a code, ``1[q >= zero_point]``.
+    A nonzero float32 ``threshold`` is only for the network input (an importer folds a
+    per-tensor ``a*x + b`` before a binarizer into it, exactly)."""
+
+    threshold: float = 0.0
 
     def infer(self, *ts: TensorType) -> TensorType:
         (t,) = ts
         _check_kind(self.name, self.opname, t, Kind.REAL, Kind.INT)
+        if self.threshold != 0.0 and (t.kind is not Kind.REAL or not math.isfinite(self.threshold)):
+            raise ShapeError(
+                f"layer '{self.name}' (Sign): a threshold ({self.threshold!r}) is only for a"
+                " finite comparison of the real network input"
+            )
         return TensorType(Kind.BIT, t.shape)
 
 
@@ -147,12 +166,18 @@ class Quantize(Op):
     """A k-bit activation quantizer (``bnc.nn.ActQuantizer``, QONNX ``Quant``):
     ``q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)``, standing for
     ``scale * (q - zero_point)``. Import level: the passes fold it with the linear form before
-    it into a ``MultiThreshold`` or a ``Requantize``."""
+    it into a ``MultiThreshold`` or a ``Requantize``.
+
+    With ``thresholds`` (``(L,)`` or ``(C, L)``, non-decreasing, ``L = qmax - qmin``), the
+    code is ``qmin + #{l : x >= thresholds[l]}`` instead: FINN's ``MultiThreshold``, and a
+    quantizer whose input takes few values, whose rounding the importer takes from the
+    reference's own float32 arithmetic."""
 
     scale: float
     zero_point: int
     qmin: int
     qmax: int
+    thresholds: np.ndarray | None = None
 
     def infer(self, *ts: TensorType) -> TensorType:
         (t,) = ts
@@ -161,6 +186,16 @@ class Quantize(Op):
                 f"layer '{self.name}' (Quantize): an activation quantizer takes the real output"
                 f" of a binary layer (its BatchNorm, a residual add), not {t}"
             )
+        if self.thresholds is not None:
+            th = self.thresholds
+            levels = self.qmax - self.qmin
+            if th.shape not in ((levels,), (t.channels, levels)) or np.isnan(th).any():
+                raise ShapeError(
+                    f"layer '{self.name}' (Quantize): thresholds must have shape ({levels},) or"
+                    f" ({t.channels}, {levels}), not {th.shape}"
+                )
+            if (np.diff(th, axis=-1) < 0).any():
+                raise ShapeError(f"layer '{self.name}' (Quantize): thresholds must not decrease")
         return code_type(self.name, t.shape, self.scale, self.zero_point, self.qmin, self.qmax)
 
 

@@ -555,7 +555,7 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
     sched: Schedule = core_schedule(graph, merge_masks=True, code_planes=CODE_PLANES)
     plan = plan_memory(sched, _pool_of, Tensor.nbytes)
     inp = sched.input
-    code_type = _code_type(inp.qmin, inp.qmax) if not inp.sign else "int16_t"
+    code_type = _code_type(inp.dst.lo, inp.dst.hi) if not inp.sign else "int16_t"
 
     def ptr(t: Tensor) -> str:
         if t.output:

@@ -56,9 +56,10 @@ def io_spec(view: FpgaView) -> dict[str, object]:
 
 def stream_words(graph: Graph, x: np.ndarray, spec: dict) -> np.ndarray:
     """The input stream of a float32 batch: (N, H*W, words32) uint32, the first op (input
-    quantizer or Sign) applied exactly as the interpreter does."""
-    codes = interpreter.run_op(graph.ops[0], (x,), (graph.input,)).astype(np.int64)
-    return pack_codes(codes, spec)
+    quantizer or Sign) applied exactly as the interpreter does; codes as values q - zero_point."""
+    first = graph.nodes[0]
+    codes = interpreter.run_op(first.op, (x,), (graph.input,)).astype(np.int64)
+    return pack_codes(codes - graph.types[first.out].zero_point, spec)
 
 
 def pack_codes(codes: np.ndarray, spec: dict) -> np.ndarray:

@@ -451,7 +451,7 @@ def lower(
     inp = sched.input
     c0, h0, w0 = graph.input.shape
     if not inp.sign:
-        in_bits, qw = False, _code_width(inp.qmin, inp.qmax)
+        in_bits, qw = False, _code_width(inp.dst.lo, inp.dst.hi)
         scale, qmin, qmax = inp.scale, inp.qmin, inp.qmax
     else:
         in_bits, qw, scale, qmin, qmax = True, 1, 1.0, 0, 1

@@ -410,8 +410,9 @@ class FoldSign:
 @dataclass(frozen=True)
 class QuantizeOutput:
     """The ``Affine`` the network returns (through any Flatten) becomes ``OutputAffine``: per
-    channel ``t`` and ``s`` in fixed point with ``PRECISION`` bits, ``scale = 2^-shift`` and
-    ``bias = c``."""
+    channel ``t`` and ``s`` as exact integers times their unit where the levels allow
+    (``integer_form``: then equal sums give equal outputs in every channel, as in the source
+    model), else in fixed point with ``PRECISION`` bits and ``scale = 2^-shift``; ``bias = c``."""
 
     name: str = "quantize-output"
 
@@ -432,10 +433,16 @@ class QuantizeOutput:
             assert isinstance(aff, O.Affine)
             ts, ss, scales = [], [], []
             for o in range(aff.c.shape[0]):
-                (t, s), shift = _fixed([aff.t[:, o], aff.s[:, o]])
+                exact = integer_form(np.concatenate([aff.t[:, o], aff.s[:, o]]))
+                if exact is not None:
+                    ints, unit = exact
+                    t, s = ints[: len(aff.t)], ints[len(aff.t) :]
+                    scales.append(unit)
+                else:
+                    (t, s), shift = _fixed([aff.t[:, o], aff.s[:, o]])
+                    scales.append(math.ldexp(1.0, -shift))
                 ts.append(t)
                 ss.append(s)
-                scales.append(math.ldexp(1.0, -shift))
             out = O.OutputAffine(
                 aff.name,
                 np.stack(ts, axis=1),

@@ -172,6 +172,16 @@ class FoldQuantize:
             code_bits = (q.qmax - q.qmin).bit_length() + 1
             bits = plane_precision(sum(bounds), (DOUBLE_EXACT if over_bits else 62) - code_bits)
             levels = q.qmax - q.qmin
+            if q.thresholds is not None and levels > MULTI_MAX:
+                from bnc.ir.passes import LoweringError
+
+                raise LoweringError(
+                    f"layer '{q.name}' (Quantize): {levels} explicit thresholds; bnc takes at"
+                    f" most {MULTI_MAX} (4-bit codes) where they are not uniform"
+                )
+            given = None
+            if q.thresholds is not None:
+                given = np.broadcast_to(q.thresholds, (aff.c.shape[0], levels))
             name = f"{aff.name}+{q.name}"
             ts, ss, cs, shifts = [], [], [], []
             for o in range(aff.c.shape[0]):
@@ -180,6 +190,8 @@ class FoldQuantize:
                 if levels <= MULTI_MAX:
                     t, s, unit, _ = channel_form(tc, sc, bits)
                     theta = q.qmin + np.arange(1, levels + 1) - 0.5
+                    if given is not None:  # x >= t  <=>  u >= t/scale + zero_point
+                        theta = given[o] / q.scale + q.zero_point
                     c = [plane_constant(cst - th, unit, t, s, bounds) for th in theta]
                 else:
                     (t, s), shift = _fixed([tc, sc], bits)

@@ -194,6 +194,15 @@ class _Importer:
             raise BncError(f"{self.where}: the graph has {len(g.output)} outputs; bnc compiles"
                            " models with one")  # fmt: skip
         for node in g.node:
+            ins = [self.env.get(n) for n in node.input if n]
+            if (
+                node.op_type not in _QUANT_OPS
+                and node.op_type in _CONSTANT_FOLD
+                and ins
+                and all(isinstance(v, np.ndarray) for v in ins)
+            ):
+                self.fold_constant(node)
+                continue
             handler = OPS.get(node.op_type)
             if node.domain not in ("", "ai.onnx", *QONNX_DOMAINS) or handler is None:
                 domain = f" of domain '{node.domain}'" if node.domain else ""
@@ -201,14 +210,6 @@ class _Importer:
                     f"{self.where}: node '{_label(node)}' is {node.op_type}{domain}, which bnc"
                     f" cannot compile; supported: {SUPPORTED}"
                 )
-            ins = [self.env.get(n) for n in node.input if n]
-            if (
-                node.op_type not in _QUANT_OPS
-                and ins
-                and all(isinstance(v, np.ndarray) for v in ins)
-            ):
-                self.fold_constant(node)
-                continue
             result = handler(self, node)
             if result is not None:
                 self.env[node.output[0]] = result

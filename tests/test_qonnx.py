@@ -217,3 +217,17 @@ def test_truncated_and_foreign_onnx_files(files, tmp_path: Path, capsys) -> None
         out = tmp_path / f"{bad.stem}-out"
         one_error_line(capsys, ["compile", str(bad), "-o", str(out)], str(bad), "ONNX")
         assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["tfc_2w2a", "cnv_1w1a", "res3"])
+def test_torchscript_exporter_files(name: str, tmp_path: Path) -> None:
+    """Brevitas' TorchScript exporter writes Transpose + MatMul, a Pow in TensorNorm and
+    GlobalAveragePool + Flatten: the same models, the same agreement."""
+    if name.startswith("res"):
+        module, shape = G.residual_model(4, bits=3), (1, 12, 12)
+    else:
+        module, shape = G.finn_model(name, 4), G.input_shape(name)
+    path = G.export(module, shape, tmp_path / f"{name}.onnx", dynamo=False)
+    x, lowered = agreement(path, shape, 4)
+    (tmp_path / "c").mkdir()
+    check(lowered, x[:4], "c", tmp_path / "c")

@@ -443,12 +443,21 @@ def _grid_thresholds(imp: _Importer, value: str, scale, zp, lo, hi) -> np.ndarra
     reference's own codes on every one of them: its float32 ``x / scale`` can put a value on
     a rounding tie that exact arithmetic puts just below (a residual add of codes whose scale
     ratio is 3/2, say), and then half of all such values would round the other way."""
+
+    def quant(ref: np.ndarray) -> np.ndarray:
+        u = (ref / np.float32(scale)).astype(np.float32) + np.float32(zp)
+        return np.rint(np.clip(u.astype(np.float32), lo, hi)).astype(np.int64)
+
     grid = _grid(imp, value)
     if grid is None or hi - lo > MULTI_LEVELS:
         return None
-    exact, ref = grid
-    u = (ref / np.float32(scale)).astype(np.float32) + np.float32(zp)
-    code = np.rint(np.clip(u.astype(np.float32), lo, hi)).astype(np.int64)
+    return _step_thresholds(grid[0], quant(grid[1]), lo, hi)
+
+
+def _step_thresholds(exact: np.ndarray, code: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+    """Thresholds ``t`` (``hi - lo`` of them) with ``lo + #{x >= t} = code`` on every value
+    ``exact`` of the grid, midway between grid values; None where ``code`` is not a
+    non-decreasing function of ``exact``."""
     order = np.argsort(exact, kind="stable")
     xs, cs = exact[order], code[order]
     if (np.diff(cs) < 0).any():
@@ -938,7 +947,49 @@ def _identity(imp: _Importer, node):
 
 
 def _trunc(imp: _Importer, node):
-    imp.fail(node, "Trunc is not supported yet")
+    """QONNX ``Trunc`` (Brevitas' ``TruncAvgPool2d`` after an average pool of codes): an
+    elementwise function of codes, so a quantizer with the thresholds that give the
+    reference's own result on every code (``_step_thresholds``), up to 4-bit outputs."""
+    x = imp.act(node)
+    t = imp.types[x.value]
+    if t.kind is not Kind.INT or x.a is not None:
+        imp.fail(node, "Trunc of real values; bnc takes Trunc of codes (after a quantizer and"
+                 " an average pool)")  # fmt: skip
+    at = _attrs(node)
+    mode = str(at.get("rounding_mode", "FLOOR")).upper()
+    if mode not in _ROUNDING:
+        imp.fail(node, f"rounding_mode '{mode}' is not one of {', '.join(_ROUNDING)}")
+    scale = _scalar(imp, node, 1, "scale")
+    zp = _scalar(imp, node, 2, "zero point")
+    in_bits = _scalar(imp, node, 3, "input bit width")
+    if len(node.input) >= 6:  # v2: output scale and bit width
+        out_scale = _scalar(imp, node, 4, "output scale")
+        out_bits = _bit_width(imp, node, 5)
+        signed, narrow = bool(at.get("signed", 1)), bool(at.get("narrow", 0))
+        shift = 2.0 ** np.round(np.log2(out_scale / scale))
+    else:  # v1: output bit width only, unsigned
+        out_bits = _bit_width(imp, node, 4)
+        signed, narrow = False, False
+        shift = 2.0 ** (in_bits - out_bits)
+        out_scale = scale * shift
+    lo, hi = _int_range(signed, narrow, out_bits)
+    out_zp = zp / shift
+    if not (math.isfinite(out_scale) and out_scale > 0 and float(out_zp).is_integer()):
+        imp.fail(node, "its output scale must be positive and its zero point whole")
+    if hi - lo > MULTI_LEVELS:
+        imp.fail(node, f"{out_bits}-bit output; bnc takes Trunc to at most 4 bits")
+    q = np.arange(t.lo, t.hi + 1, dtype=np.int64) - t.zero_point
+    exact = t.scale * q.astype(np.float64)
+    ref = q.astype(np.float32) * np.float32(t.scale)
+    y = np.round((ref / np.float32(scale)).astype(np.float32) + np.float32(zp))
+    y = np.clip((y / np.float32(shift)).astype(np.float32), lo, hi)
+    code = (_ROUNDING[mode](y) - 0).astype(np.int64)
+    th = _step_thresholds(exact, code, lo, hi)
+    if th is None:
+        imp.fail(node, "its result does not grow with its input")
+    value = _identity_read(imp, node, x.value)
+    op = O.Quantize(imp.name_of(node), float(out_scale), int(out_zp), lo, hi, th)
+    return _Act(imp.emit(node, op, (value,)), x.rank)
 
 
 def _multithreshold(imp: _Importer, node):

@@ -50,12 +50,16 @@ def input_codes(spec: dict[str, Any], x: np.ndarray) -> np.ndarray:
     """The first op of the model on the float32 batch, exactly as the interpreter runs it."""
     inp = spec["input"]
     shape = tuple(inp["shape"])
+    zp = int(inp.get("zero_point", 0))
     if inp["kind"] == "codes":
-        op: O.Op = O.QuantizeInput("input", float(inp["scale"]), inp["qmin"], inp["qmax"])
+        mul, add = float(inp.get("mul", 1.0)), float(inp.get("add", 0.0))
+        op: O.Op = O.QuantizeInput(
+            "input", float(inp["scale"]), inp["qmin"], inp["qmax"], zp, mul, add
+        )
     else:
-        op = O.Sign("input")
+        op, zp = O.Sign("input", float(inp.get("threshold", 0.0))), 0
     t: TensorType = real(shape)  # type: ignore[arg-type]
-    return np.asarray(run_op(op, (x,), (t,)), dtype=np.int64)
+    return np.asarray(run_op(op, (x,), (t,)), dtype=np.int64) - zp
 
 
 def run(folder: Path, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:

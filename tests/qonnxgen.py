@@ -270,6 +270,34 @@ def residual_model(seed: int, bits: int = 2, channels: int = 16, size: int = 12)
     return _randomize(module, (1, size, size), seed, scale=True, ties=False)
 
 
+class _TruncPool(nn.Module):
+    """Conv-BN-QuantReLU, Brevitas' TruncAvgPool2d over the whole map (QONNX ``Trunc``)."""
+
+    def __init__(self, bits: int, channels: int, size: int, relu_max: float) -> None:
+        super().__init__()
+        self.inp = qnn.QuantIdentity(act_quant=Uint8ActPerTensorFloatMaxInit, bit_width=8,
+                                     max_val=1.0, return_quant_tensor=True)  # fmt: skip
+        self.conv = qnn.QuantConv2d(1, channels, 3, padding=1, bias=False, weight_bit_width=bits)
+        self.bn = nn.BatchNorm2d(channels)
+        self.relu = qnn.QuantReLU(act_quant=Uint8ActPerTensorFloatMaxInit, bit_width=bits,
+                                  max_val=relu_max, return_quant_tensor=True)  # fmt: skip
+        self.pool = qnn.TruncAvgPool2d(kernel_size=size, bit_width=4, return_quant_tensor=True)
+        self.fc = qnn.QuantLinear(channels, 10, bias=True, weight_bit_width=bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn(self.conv(self.inp(x))))
+        return self.fc(self.pool(x).flatten(1))
+
+
+def trunc_model(seed: int, bits: int = 3, channels: int = 8, size: int = 8) -> nn.Module:
+    """A small Brevitas network whose pool is a ``TruncAvgPool2d`` (exported as
+    AveragePool + Trunc); input (1, size, size)."""
+    relu_max = float(np.random.default_rng(seed).uniform(1.0, 3.0))
+    with _quiet():
+        module = _TruncPool(bits, channels, size, relu_max)
+    return _randomize(module, (1, size, size), seed, scale=True, ties=False)
+
+
 def export(
     module: nn.Module,
     shape: tuple[int, ...],

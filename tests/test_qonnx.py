@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import qonnxgen as G  # noqa: E402
 from conftest import require_tool  # noqa: E402
 from differential import check  # noqa: E402
-from test_cli import one_error_line  # noqa: E402
+from test_cli import EXAMPLES, one_error_line  # noqa: E402
 
 OUTPUT_TOL = 2**-14
 """Outputs may differ from qonnx's by this much relative to the largest |output| (float32
@@ -49,6 +49,8 @@ def files(tmp_path_factory: pytest.TempPathFactory):
             if name.startswith("res"):
                 bits = int(name[3:])
                 module, shape = G.residual_model(seed, bits=bits), (1, 12, 12)
+            elif name == "trunc":
+                module, shape = G.trunc_model(seed), (1, 8, 8)
             else:
                 module, shape = G.finn_model(name, seed), G.input_shape(name)
             cache[key] = (G.export(module, shape, folder / f"{key}.onnx"), shape)
@@ -86,6 +88,14 @@ def test_residual_model_equals_qonnx(bits: int, files, tmp_path: Path) -> None:
     check(lowered, x[:8], "c", tmp_path)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_trunc_avg_pool_model_equals_qonnx(seed: int, files, tmp_path: Path) -> None:
+    path, shape = files("trunc", seed)
+    assert "Trunc" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    x, lowered = agreement(path, shape, seed)
+    check(lowered, x[:8], "c", tmp_path)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", G.FINN_MODELS)
 @pytest.mark.parametrize("seed", [11, 12])
@@ -109,6 +119,14 @@ def test_qonnx_models_on_arm_targets(target: str, name: str, files, tmp_path: Pa
     path, shape = files(name, seed)
     lowered = lower(load_model(path).graph)
     check(lowered, G.random_inputs(shape, 6, seed), target, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["tfc_1w1a", "cnv_1w1a"])
+def test_fpga_builds_binary_qonnx(name: str, files, tmp_path: Path) -> None:
+    """W1A1: the input's 2x - 1 is a Sign threshold of 0.5 (TFC) or the 8-bit input
+    quantizer's float32 x*2 - 1 (CNV), which the fpga runner applies as the interpreter does."""
+    path, shape = files(name, 5)
+    check(lower(load_model(path).graph), G.random_inputs(shape, 3, 5), "fpga", tmp_path)
 
 
 def test_fpga_refuses_multibit_qonnx(files, tmp_path: Path, capsys) -> None:
@@ -231,3 +249,21 @@ def test_torchscript_exporter_files(name: str, tmp_path: Path) -> None:
     x, lowered = agreement(path, shape, 4)
     (tmp_path / "c").mkdir()
     check(lowered, x[:4], "c", tmp_path / "c")
+
+
+def test_bundled_brevitas_example_equals_qonnx(tmp_path: Path) -> None:
+    """examples/fashion_tfc_w1a1.onnx (TFC-W1A1 trained with Brevitas by
+    examples/train_brevitas.py): compiled C gives qonnx's arg-max on the bundled 2,000
+    FashionMNIST images, at its accuracy (83.35 % there; 82.09 % on all 10,000)."""
+    model = EXAMPLES / "fashion_tfc_w1a1.onnx"
+    data = np.load(EXAMPLES / "fashion_test.npz")
+    x = (data["images"].astype(np.float32) / np.float32(255.0)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "tfc"
+    assert main(["compile", str(model), "-o", str(out)]) == 0
+    assert main(["run", str(out), "--input", str(tmp_path / "x.npy"), "--output",
+                 str(tmp_path / "y.npy")]) == 0  # fmt: skip
+    y, ref = np.load(tmp_path / "y.npy"), G.reference(model, x)
+    assert (y.argmax(1) == ref.argmax(1)).all()
+    assert np.abs(y - ref).max() <= OUTPUT_TOL * max(1.0, float(np.abs(ref).max()))
+    assert (y.argmax(1) == data["labels"]).mean() >= 0.83

@@ -45,6 +45,7 @@ def io_spec(view: FpgaView) -> dict[str, object]:
             "scale": view.scale,
             "qmin": view.qmin,
             "qmax": view.qmax,
+            **_input_decoding(view),
             "bits_per_channel": view.qw,
             "words32_per_pixel": view.in_words32,
         },
@@ -52,6 +53,16 @@ def io_spec(view: FpgaView) -> dict[str, object]:
         "cycles": {"interval": view.interval, "latency": view.latency},
         "clock_mhz": view.clock_mhz,
     }
+
+
+def _input_decoding(view: FpgaView) -> dict[str, float | int]:
+    """The input op's remaining parameters (the Sign threshold; the quantizer's float32
+    ``x * mul + add`` and zero point: the stream holds ``q - zero_point``)."""
+    inp = view.input_step
+    if inp is None:
+        return {}
+    return {"threshold": inp.threshold, "zero_point": inp.zero_point, "mul": inp.mul,
+            "add": inp.add}  # fmt: skip
 
 
 def stream_words(graph: Graph, x: np.ndarray, spec: dict) -> np.ndarray:

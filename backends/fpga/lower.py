@@ -198,6 +198,7 @@ class FpgaView:
     clock_mhz: float
     fps_target: float | None
     budget: int  # cycles per frame the folding aimed for
+    input_step: core.InputStep | None = None  # how the host turns floats into the stream
 
     @property
     def in_word(self) -> int:
@@ -485,5 +486,5 @@ def lower(
         raise UnsupportedGraph("the network must end with its output layer (a binary layer)")
     return FpgaView(
         name, tuple(engines), c0, h0, w0, in_bits, qw, scale, qmin, qmax, *out_shape,
-        clock_mhz=clock, fps_target=fps_target, budget=budget,
+        clock_mhz=clock, fps_target=fps_target, budget=budget, input_step=inp,
     )  # fmt: skip

@@ -267,3 +267,35 @@ def test_bundled_brevitas_example_equals_qonnx(tmp_path: Path) -> None:
     assert (y.argmax(1) == ref.argmax(1)).all()
     assert np.abs(y - ref).max() <= OUTPUT_TOL * max(1.0, float(np.abs(ref).max()))
     assert (y.argmax(1) == data["labels"]).mean() >= 0.83
+
+
+def test_finn_multithreshold_nodes(files, tmp_path: Path) -> None:
+    """FINN's MultiThreshold (as its conversion writes activations): tfc_1w2a with each 2-bit
+    activation Quant replaced by random sorted per-channel thresholds, out_bias -1."""
+    path, shape = files("tfc_1w2a", 8)
+    model = onnx.load(str(path))
+    rng = np.random.default_rng(8)
+    g = model.graph
+    for i, node in enumerate(list(g.node)):
+        if node.op_type != "Quant" or node.input[0] in {t.name for t in g.initializer}:
+            continue
+        if not any(n.op_type == "BatchNormalization" and n.output[0] == node.input[0]
+                   for n in g.node):  # fmt: skip
+            continue
+        c = next(int(n.input[1] in {t.name for t in g.initializer}) and
+                 onnx.numpy_helper.to_array(next(t for t in g.initializer
+                                                 if t.name == n.input[1])).shape[0]
+                 for n in g.node if n.output[0] == node.input[0])  # fmt: skip
+        th = np.sort(rng.normal(0, 1.5, (c, 2)), axis=1).astype(np.float32)
+        name = f"mt_thresholds_{i}"
+        g.initializer.append(onnx.numpy_helper.from_array(th, name))
+        mt = onnx.helper.make_node("MultiThreshold", [node.input[0], name], list(node.output),
+                                   domain="qonnx.custom_op.general", name=f"mt{i}",
+                                   out_dtype="INT2", out_scale=1.0, out_bias=-1.0)  # fmt: skip
+        g.node.insert(list(g.node).index(node), mt)
+        g.node.remove(node)
+    assert sum(n.op_type == "MultiThreshold" for n in g.node) == 3
+    out = tmp_path / "mt.onnx"
+    onnx.save(model, str(out))
+    x, lowered = agreement(out, shape, 8)
+    check(lowered, x[:6], "c", tmp_path)

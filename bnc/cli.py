@@ -196,9 +196,8 @@ def parser() -> argparse.ArgumentParser:
         " pools, as a chain or a graph (residual +, torch.cat, bnc.nn.Residual / Concat,"
         " fan-out); or a QONNX .onnx file (Quant, BipolarQuant, MultiThreshold; FINN's"
         " bnn_pynq TFC/SFC/LFC/CNV in W1A1, W1A2 and W2A2 and residual models are tested,"
-        " exported by Brevitas 0.13.4 with onnx 1.17 and qonnx 1.0); or a torch.save'd Brevitas"
-        " module (with --trust and --input-shape), exported to QONNX in memory. The fpga"
-        " target streams chains only.",
+        " exported by Brevitas 0.13.4 with onnx 1.17 and qonnx 1.0; a live Brevitas module"
+        " goes through bnc.compile(module, shape)). The fpga target streams chains only.",
     )
     c.add_argument(
         "model",
@@ -215,8 +214,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--trust",
         action="store_true",
-        help="load pickles with classes outside the allow-list (trusted files only; needed"
-        " for Brevitas modules)",
+        help="load pickles with classes outside the allow-list (trusted files only)",
     )
     c.add_argument("--dump-ir", action="store_true", help="print the lowered IR")
     c.add_argument(

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
-import os
 import sys
 import time
 import warnings
@@ -115,16 +114,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     for ok, message in checks:
         if not ok:
             p.error(message)
-    missing = [n for n in tf.FILES if not (a.data_dir / n).is_file()]
-    if missing:
-        p.error(f"--data-dir {a.data_dir}: missing {', '.join(missing)} (Debian package"
-                " dataset-fashion-mnist)")  # fmt: skip
-    try:  # fail now rather than after the training
-        a.output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        p.error(f"--output {a.output}: cannot create its folder: {e.strerror or e}")
-    if not os.access(a.output.parent, os.W_OK):
-        p.error(f"--output {a.output}: folder {a.output.parent} is not writable")
+    tr.check_paths(p, a.data_dir, a.output, "--output")
     return a
 
 

@@ -177,17 +177,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     for ok, message in checks:
         if not ok:
             p.error(message)
-    missing = [n for n in tf.FILES if not (a.data_dir / n).is_file()]
-    if missing:
-        p.error(f"--data-dir {a.data_dir}: missing {', '.join(missing)} (Debian package"
-                " dataset-fashion-mnist)")  # fmt: skip
-    try:  # fail now rather than after the training
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        p.error(f"--out {a.out}: cannot create its folder: {e.strerror or e}")
-    if not os.access(a.out.parent, os.W_OK):
-        p.error(f"--out {a.out}: folder {a.out.parent} is not writable")
+    check_paths(p, a.data_dir, a.out, "--out")
     return a
+
+
+def check_paths(p: argparse.ArgumentParser, data_dir: Path, out: Path, flag: str) -> None:
+    """Before any training: the dataset's files are there and ``out``'s folder is writable."""
+    missing = [n for n in tf.FILES if not (data_dir / n).is_file()]
+    if missing:
+        p.error(f"--data-dir {data_dir}: missing {', '.join(missing)} (Debian package"
+                " dataset-fashion-mnist)")  # fmt: skip
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        p.error(f"{flag} {out}: cannot create its folder: {e.strerror or e}")
+    if not os.access(out.parent, os.W_OK):
+        p.error(f"{flag} {out}: folder {out.parent} is not writable")
 
 
 def batches(n: int, size: int) -> list[torch.Tensor]:

@@ -111,7 +111,7 @@ def from_module(
         from bnc.frontend.qonnx import from_brevitas
 
         graph, shape = from_brevitas(module, where, shape)
-        return Imported(graph, where, "brevitas", shape)
+        return Imported(graph, Path(where).stem, "brevitas", shape)
     check_module_tree(module, where)
     module = module.eval()
     try:

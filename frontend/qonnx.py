@@ -367,15 +367,9 @@ def _binarize(imp: _Importer, node, x: _Act, scale: float) -> _Act:
         value = _input_flatten(imp, node, x, imp.emit(node, O.Sign(name, threshold), (INPUT,)))
         return _Act(value, x.rank, factor=scale)
     t = imp.types[x.value]
-    if x.a is not None and t.kind is Kind.REAL and np.any(np.asarray(x.a) < 0):
-        value = imp.settle(node, x)  # a BatchNorm with γ < 0: the passes flip it
-    else:
-        if x.a is not None and t.kind is Kind.REAL:
-            value = imp.settle(node, x)
-        elif x.a is not None:
-            imp.fail(node, "an affine of quantized values before a binarizer")
-        else:
-            value = x.value
+    if x.a is not None and t.kind is not Kind.REAL:
+        imp.fail(node, "an affine of quantized values before a binarizer")
+    value = imp.settle(node, x, bits_ok=True)  # a BatchNorm: γ < 0 flips in the passes
     if t.kind is Kind.BIT:
         return _Act(value, x.rank, factor=scale)  # the sign of ±f is the bit itself
     return _Act(imp.emit(node, O.Sign(name), (value,)), x.rank, factor=scale)
@@ -551,7 +545,7 @@ def _input_threshold(pre: list[tuple[str, np.float32]]) -> float | None:
         else:
             lo_key = mid
     t = _unkey(hi_key)
-    return float(np.float32(0.0)) if t == 0 else float(t)
+    return float(t) + 0.0  # -0.0 as 0.0
 
 
 def _key(x: np.float32) -> int:
@@ -663,7 +657,7 @@ def _linear_layer(imp: _Importer, node, x: _Act, w, bias, o_axis: int, conv=None
         imp.fail(node, f"its bias has {bias.size} values for {o} outputs")
     name = imp.name_of(node)
     wshape = np.moveaxis(w.q, o_axis, 0).shape
-    two = levels.shape[1] == 2 and np.all(q != 0) and np.array_equal(np.unique(q), [-1, 1])
+    two = np.array_equal(np.unique(q), [-1, 1])
     if two:  # ±s: the v1 binary form, b = 1[w > 0]
         bits = (q > 0).reshape(wshape)
         alpha, beta = -per * f, per * f
@@ -881,8 +875,7 @@ def _reshape(imp: _Importer, node):
     else:  # Squeeze / Unsqueeze to the same data
         target = None
     if target is not None:
-        rest = [d for d in target[1:]]
-        if len(target) == 2 and (rest[0] in (-1, t.size)):
+        if len(target) == 2 and target[1] in (-1, t.size):
             return _flatten(imp, node, x)
         if len(target) == 4 and tuple(target[1:]) == t.shape:
             return _Act(x.value, 4, x.a, x.b, x.factor, x.pre)
@@ -901,14 +894,11 @@ def _flatten(imp: _Importer, node, x: _Act) -> _Act:
     t = imp.types[x.value]
     if t.shape[1:] == (1, 1) and x.rank == 2:
         return x
-    value = imp.settle(node, x, bits_ok=True) if x.a is not None and np.ptp(x.a) != 0 else x.value
-    if value == x.value and x.a is not None:  # a per-tensor affine survives the flatten
-        out = imp.emit(node, O.Flatten(imp.name_of(node)), (value,))
-        a, b = float(np.asarray(x.a).reshape(-1)[0]), x.b
-        if np.ptp(np.asarray(b)) != 0:
-            value = imp.settle(node, x)
-            return _Act(imp.emit(node, O.Flatten(imp.name_of(node)), (value,)), 2)
-        return _Act(out, 2, np.array([a]), np.array([float(np.asarray(b).reshape(-1)[0])]))
+    per_tensor = x.a is not None and np.ptp(x.a) == 0 and np.ptp(x.b) == 0
+    if per_tensor:  # a per-tensor affine survives the flatten
+        a, b = np.asarray(x.a).reshape(-1)[:1], np.asarray(x.b).reshape(-1)[:1]
+        return _Act(imp.emit(node, O.Flatten(imp.name_of(node)), (x.value,)), 2, a, b)
+    value = imp.settle(node, x, bits_ok=True)
     return _Act(imp.emit(node, O.Flatten(imp.name_of(node)), (value,)), 2, factor=x.factor)
 
 
@@ -983,7 +973,7 @@ def _trunc(imp: _Importer, node):
     ref = q.astype(np.float32) * np.float32(t.scale)
     y = np.round((ref / np.float32(scale)).astype(np.float32) + np.float32(zp))
     y = np.clip((y / np.float32(shift)).astype(np.float32), lo, hi)
-    code = (_ROUNDING[mode](y) - 0).astype(np.int64)
+    code = _ROUNDING[mode](y).astype(np.int64)
     th = _step_thresholds(exact, code, lo, hi)
     if th is None:
         imp.fail(node, "its result does not grow with its input")

@@ -59,8 +59,6 @@ def _input_decoding(view: FpgaView) -> dict[str, float | int]:
     """The input op's remaining parameters (the Sign threshold; the quantizer's float32
     ``x * mul + add`` and zero point: the stream holds ``q - zero_point``)."""
     inp = view.input_step
-    if inp is None:
-        return {}
     return {"threshold": inp.threshold, "zero_point": inp.zero_point, "mul": inp.mul,
             "add": inp.add}  # fmt: skip
 

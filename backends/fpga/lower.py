@@ -198,7 +198,7 @@ class FpgaView:
     clock_mhz: float
     fps_target: float | None
     budget: int  # cycles per frame the folding aimed for
-    input_step: core.InputStep | None = None  # how the host turns floats into the stream
+    input_step: core.InputStep  # how the host turns floats into the stream
 
     @property
     def in_word(self) -> int:

@@ -433,16 +433,10 @@ class QuantizeOutput:
             assert isinstance(aff, O.Affine)
             ts, ss, scales = [], [], []
             for o in range(aff.c.shape[0]):
-                exact = integer_form(np.concatenate([aff.t[:, o], aff.s[:, o]]))
-                if exact is not None:
-                    ints, unit = exact
-                    t, s = ints[: len(aff.t)], ints[len(aff.t) :]
-                    scales.append(unit)
-                else:
-                    (t, s), shift = _fixed([aff.t[:, o], aff.s[:, o]])
-                    scales.append(math.ldexp(1.0, -shift))
+                t, s, unit, _ = channel_form(aff.t[:, o], aff.s[:, o], PRECISION)
                 ts.append(t)
                 ss.append(s)
+                scales.append(unit)
             out = O.OutputAffine(
                 aff.name,
                 np.stack(ts, axis=1),

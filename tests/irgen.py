@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from bnc.ir import ops as O
@@ -249,6 +251,30 @@ def quant_conv(rng: np.random.Generator, name: str, c: int, o: int, k: int, stri
     return O.QuantConv2d(name, index, lv, bias, (stride, stride), (pad, pad))
 
 
+def input_op(rng: np.random.Generator) -> O.Op:
+    """The network input's op: a plain 8-bit quantizer, one over a float32 ``x*2 - 1``
+    (QONNX's CNV) with or without a zero point, or a Sign with a threshold (QONNX's TFC)."""
+    form = int(rng.integers(0, 4))
+    if form == 0:
+        return O.QuantizeInput("in", 1 / 255, 0, 255)
+    if form == 1:
+        return O.QuantizeInput("in", 2**-7, -128, 127, mul=2.0, add=-1.0)
+    if form == 2:
+        return O.QuantizeInput("in", 1 / 127, 0, 255, zero_point=128, mul=2.0, add=-1.0)
+    return O.Sign("in", float(np.float32(rng.uniform(0.2, 0.8))))
+
+
+def explicit_thresholds(rng: np.random.Generator, op: O.Op, channels: int) -> O.Op:
+    """A k-bit quantizer (at most 15 levels), sometimes with explicit thresholds: per channel,
+    its uniform ones moved by up to half a step and sorted (FINN's MultiThreshold)."""
+    if not isinstance(op, O.Quantize) or op.qmax - op.qmin > 15 or rng.random() < 0.6:
+        return op
+    levels = op.qmax - op.qmin
+    base = op.scale * (op.qmin - op.zero_point + np.arange(1, levels + 1) - 0.5)
+    th = base + rng.uniform(-0.5, 0.5, (channels, levels)) * op.scale
+    return dataclasses.replace(op, thresholds=np.sort(th, axis=1))
+
+
 def activation(rng: np.random.Generator, name: str, kind: str) -> O.Op:
     """Sign, or a k-bit quantizer: unsigned / signed / narrow, 1 to 8 bits."""
     if kind == "sign":
@@ -265,11 +291,18 @@ def multibit_dag(seed: int, blocks: int | None = None) -> Graph:
     """A random graph of DESIGN §2.5–2.8's multi-bit forms: every weight form, Sign or k-bit
     activations, an 8-bit residual stream ``x = q(bn(conv(sign(x))) + x)``, identity adds of
     codes and of bits, max-pools of codes before or after the quantizer; sparsity 0-99 %,
-    gamma of any sign and zero."""
+    gamma of any sign and zero. The importers' forms (drawn from a second stream, so the rest
+    of the graph is the same): an input quantizer with a float32 ``x*2 - 1`` and a zero
+    point, or a Sign with a threshold; quantizers with explicit (non-uniform) thresholds."""
     rng = np.random.default_rng(seed)
+    extra = np.random.default_rng(seed + 7919)
     shape = (int(rng.integers(1, 4)), int(rng.integers(4, 10)), int(rng.integers(4, 10)))
     g = _Dag(shape)
-    x = g.add(O.QuantizeInput("in", 1 / 255, 0, 255), INPUT)
+    x = g.add(input_op(extra), INPUT)
+
+    def quantizer(name: str, kind: str) -> O.Op:  # every activation here is over c channels
+        return explicit_thresholds(extra, activation(rng, name, kind), c)
+
     share = 1 - float(rng.choice([0.0, 0.5, 0.9, 0.99]))
     c = int(rng.choice([3, 8, 33]))
 
@@ -279,7 +312,7 @@ def multibit_dag(seed: int, blocks: int | None = None) -> Graph:
         return g.add(batch_norm(rng, f"{p}.bn", o), g.add(conv, x))
 
     k = 3 if min(shape[1:]) >= 3 else 1
-    x = g.add(activation(rng, "stem.act", str(rng.choice(["sign", "low"]))),
+    x = g.add(quantizer("stem.act", str(rng.choice(["sign", "low"]))),
               layer(x, "stem", shape[0], c, k))  # fmt: skip
     n = int(rng.integers(1, 4)) if blocks is None else blocks
     for i in range(n):
@@ -289,7 +322,7 @@ def multibit_dag(seed: int, blocks: int | None = None) -> Graph:
         if kind == "stream":
             # x8 = q8(x) once, then blocks x8 = q8(bn(conv(sign(x8))) + x8)
             if g.types[x].kind.value != "int" or g.types[x].bits != 8:
-                x = g.add(activation(rng, f"{p}.in", "wide"), layer(x, f"{p}.in", c, c, 1))
+                x = g.add(quantizer(f"{p}.in", "wide"), layer(x, f"{p}.in", c, c, 1))
             for j in range(int(rng.integers(1, 3))):
                 y = layer(g.add(O.Sign(f"{p}.{j}.sign"), x), f"{p}.{j}", c, c)
                 q = g.types[x]
@@ -305,10 +338,10 @@ def multibit_dag(seed: int, blocks: int | None = None) -> Graph:
             y = g.add(O.MaxPool2d(f"{p}.pool", (2, 2), (2, 2)), g.add(quant_conv(
                 rng, p, c, c, 3, 1, 1, share, str(rng.choice(WEIGHT_FORMS))), x))  # fmt: skip
             y = g.add(batch_norm(rng, f"{p}.bn", c), y)
-            x = g.add(activation(rng, f"{p}.act", str(rng.choice(["sign", "low"]))), y)
+            x = g.add(quantizer(f"{p}.act", str(rng.choice(["sign", "low"]))), y)
         else:
             act = str(rng.choice(["sign", "low", "wide"]))
-            x = g.add(activation(rng, f"{p}.act", act), layer(x, p, c, c))
+            x = g.add(quantizer(f"{p}.act", act), layer(x, p, c, c))
     classes = int(rng.integers(2, 11))
     if rng.random() < 0.5:
         x = g.add(O.GlobalAvgPool("gap"), x)

@@ -51,6 +51,8 @@ class ViewKind(StrEnum):
     CONV = "conv"  # a binary layer, generic / dense schedule
     PLANAR = "planar"  # C: the planar schedule
     CODES = "codes"  # Cortex-M: a layer over codes
+    ALT = "alt"  # C: one layer in two schedules, chosen by the vector path it is compiled for
+    CODE_PLANAR = "code-planar"  # C: a stride-1 layer over integer codes, sums of shifted planes
     POOL = "pool"
     CONCAT = "concat"
     SUM_POOL = "sum-pool"

@@ -19,15 +19,26 @@ from bnc.ir.types import real
 
 
 def conv_graph(
-    c: int, h: int, o: int, alpha_share: float, seed: int = 0, symmetric: bool = False
+    c: int,
+    h: int,
+    o: int,
+    alpha_share: float,
+    seed: int = 0,
+    symmetric: bool = False,
+    kernel: int = 3,
+    stride: int = 1,
+    pad: int = 1,
 ) -> Graph:
-    """Sign input (C, H, H) → 3×3 stride-1 pad-1 binary conv (GDQ, ``alpha_share`` of the
-    weights at alpha; ``symmetric``: plain ±1 weights) → batch norm → sign → a one-output
-    linear head (negligible cost)."""
+    """Sign input (C, H, H) → a binary conv (3×3 stride-1 pad-1 unless told; GDQ,
+    ``alpha_share`` of the weights at alpha; ``symmetric``: plain ±1 weights) → batch norm →
+    sign → a one-output linear head (negligible cost)."""
     rng = np.random.default_rng(seed)
-    b = rng.random((o, c, 3, 3)) >= alpha_share
+    b = rng.random((o, c, kernel, kernel)) >= alpha_share
     lo, hi = (-1.0, 1.0) if symmetric else (-0.3, 1.1)
-    conv = O.BinaryConv2d("conv", b, np.full(o, lo), np.full(o, hi), np.zeros(o), (1, 1), (1, 1))
+    conv = O.BinaryConv2d(
+        "conv", b, np.full(o, lo), np.full(o, hi), np.zeros(o), (stride, stride), (pad, pad)
+    )
+    oh = (h + 2 * pad - kernel) // stride + 1
     bn = O.BatchNorm(
         "bn",
         rng.uniform(0.5, 2, o),
@@ -37,7 +48,7 @@ def conv_graph(
         1e-5,
     )
     head = O.BinaryLinear(
-        "fc", rng.random((1, o * h * h)) < 0.5, np.full(1, -1.0), np.full(1, 1.0), np.zeros(1)
+        "fc", rng.random((1, o * oh * oh)) < 0.5, np.full(1, -1.0), np.full(1, 1.0), np.zeros(1)
     )
     ops = (O.Sign("in"), conv, bn, O.Sign("act"), O.Flatten("flat"), head)
     return lower(Graph.chain(real((c, h, h)), ops))
@@ -64,8 +75,10 @@ def time_artifact(folder: Path, x: np.ndarray, repeats: int = 5, layer: int | No
     return statistics.median(times)
 
 
-def build_host(graph: Graph, folder: Path, schedule: str, cflags: str | None = None) -> Path:
+def build_host(
+    graph: Graph, folder: Path, schedule: str, cflags: str | None = None, arch: str | None = None
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     emit(graph, folder, "bench", HOST, schedule)
-    build(folder, HOST, cflags)
+    build(folder, HOST, cflags, arch)
     return folder

@@ -19,7 +19,7 @@ FILES = {
     "Makefile": "Makefile.j2",
     "CMakeLists.txt": "CMakeLists.txt.j2",
 }
-SIMD = ("bnc_simd.h", "bnc_simd.h.j2")  # only with a planar layer
+SIMD = ("bnc_simd.h", "bnc_simd.h.j2")  # only where a layer uses it
 
 
 def _c_ident(text: str) -> str:
@@ -38,8 +38,8 @@ def emit(
     view = lower(graph, model_name, schedule, target.unit)
     env = environment()
     files = dict(FILES)
-    if view.nib_size:
+    if view.simd:
         files[SIMD[0]] = SIMD[1]
     for name, template in files.items():
-        text = env.get_template(template).render(m=view, t=target, simd=bool(view.nib_size))
+        text = env.get_template(template).render(m=view, t=target, simd=view.simd)
         (out_dir / name).write_text(text, encoding="utf-8")

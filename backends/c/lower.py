@@ -16,10 +16,15 @@ Layout of the portable target:
   padded taps are skipped, which is exactly zero padding in the value domain;
 * the output accumulators are int64 in (C, H, W) order.
 
-Two schedules compute a binary convolution (``schedule`` picks one per layer, see ``choose``):
+Three schedules compute a convolution (``schedule`` picks one per layer, see ``choose``):
 
-* ``generic``: the loop above, one output pixel at a time, AND + popcount over channel words;
-  any stride, any input;
+* ``generic`` (any stride): one output pixel at a time, the window's words gathered once (zeros
+  on padded taps), then ``popcount(window & b[o])`` for 16 output channels per vector
+  (``bnc_popdot``: AVX-512 VPOPCNTDQ, AVX2 nibble tables, NEON ``vcnt``); weights are laid
+  ``[k][o]`` so one window word meets 16 channels' words in one load. The plane
+  ``t*T + s*S + c`` is formed for all channels at once in int32 or double where every
+  partial sum is provably exact there (``_fast_plane``), else in int64 one channel at a time.
+  Over codes held as integers (stride 2 and up), the window's codes against 0/1 weights;
 * ``planar`` (stride 1, bit input): the layer's input is re-laid as *nibble planes*, one byte
   per pixel per four channels, over the zero-padded image flattened row by row, so that tap
   ``(ky, kx)`` of the output at flat position ``q`` is the input at ``q + ky*Wp + kx``. Each
@@ -27,7 +32,16 @@ Two schedules compute a binary convolution (``schedule`` picks one per layer, se
   ``popcount(m & nibble)`` over a whole vector of positions with one table lookup
   (``pshufb`` / ``vqtbl1q_u8``) and one add. Zero nibbles have no entry, so a zero kernel costs
   nothing and a one-hot kernel one lookup per vector; ``T`` is counted once per position and
-  shared by all output channels.
+  shared by all output channels;
+* ``code-planar`` (stride 1, codes held as integers: the 8-bit first layer): each input channel
+  zero-padded into a flat plane, and each one of ``b[o]`` adds that plane shifted by its tap
+  over all positions (a one-hot kernel is one vector add per vector of positions, a zero
+  kernel nothing); ``T`` once per position by row sums.
+
+``auto`` ranks generic against planar with ``layer_cost`` for each vector path the target's
+compiler may take (host: AVX-512 with VPOPCNTDQ, and AVX2); where the two paths rank them
+differently the layer is emitted in both schedules under ``#if defined(BNC_VPOPCNT)``
+(``AltView``), so the emitted file does not depend on the machine that generated it.
 """
 
 from __future__ import annotations
@@ -62,6 +76,7 @@ from bnc.ir.graph import Graph
 # are sized for it, so one emitted source serves every instruction set.
 BLOCK_MAX = 256
 SCHEDULES = ("auto", "generic", "planar")
+LANES = 16  # the generic kernel's output channels per vector (bnc_popdot16)
 CODE_PLANES = 4  # codes of up to 4 bits are held as bit planes (popcounts), wider as integers
 
 
@@ -122,13 +137,23 @@ class ConvView(Geometry):
     wj: tuple[int, ...]  # what a one bit of each input plane adds (2 for bits, 2^j for codes)
     off: int  # a tap's value with all bits zero (-1 for bits, lo for codes)
     masks: int  # binary masks of the layer (multi-level weights), T shared
-    weights: tuple[str, ...]  # bits: hex words [m][o][ky][kx][nw]; codes: 0/1 [m][c][ky][kx][o]
-    nnz: tuple[int, ...]  # bits: ones per tap [m][o][ky][kx]
+    weights: tuple[str, ...]  # bits: hex words [m][k][op]; codes: 0/1 [m][c][ky][kx][o]
+    nnz: tuple[int, ...]  # bits: ones per tap [m][ky][kx][o]
     t: tuple[int, ...]
     s: tuple[int, ...]  # [m][o]
     c0: tuple[int, ...]
     src: str
     dst: str
+    op: int  # bits: output channels padded to a multiple of LANES (the weights' row length)
+    # bits out: the plane in "i32" (every partial sum below 2^31) or "f64" (below 2^53, so exact
+    # in double), vectorized over output channels; "": int64, one channel at a time
+    fast: str
+    t32: tuple[int, ...]  # fast (see _fast_plane): plane = t*T + sum_g cf*pop_g + k (interior)
+    cf32: tuple[int, ...]  # [g][op]: s * wj, the coefficient of popcount(window_j & b_m[o])
+    so32: tuple[int, ...]  # [m][op]: s * off, of each valid one of b_m[o] (border pixels)
+    c32: tuple[int, ...]  # the threshold constant (-1 on padded channels)
+    k32: tuple[int, ...]  # c + s * off * nnz[o]: the interior constant
+    nnz_total: tuple[int, ...]  # bits: ones of each mask, [m][o]
 
     kind = ViewKind.CONV
 
@@ -176,6 +201,45 @@ class PlanarView(Geometry):
     dst: str
 
     kind = ViewKind.PLANAR
+
+    @property
+    def entries(self) -> int:
+        return len(self.off)
+
+
+@dataclass(frozen=True)
+class CodePlanarView(Geometry):
+    """A stride-1 convolution over codes held as integers (the 8-bit first layer): each input
+    channel zero-padded into a flat plane (zero is exact padding in the value domain), and for
+    each output channel ``S[q] = sum of plane[q + off]`` over the ones of ``b[o]`` (one add of
+    a vector of positions per one, none for a zero), ``T`` counted once per position."""
+
+    index: int
+    name: str
+    plane_out: bool
+    add: str
+    bit_adds: tuple[BitAddView, ...]
+    src_type: str
+    xt: str  # C type of the padded planes and the sums (int16_t where every sum fits)
+    ft: str  # C type the plane is formed in: int32_t, double (exact below 2^53) or int64_t
+    nw: int
+    onw: int
+    wp: int
+    hp: int
+    q: int  # flat output positions, OH * WP
+    ps: int  # plane stride (every read q + off < ps)
+    masks: int
+    uses_t: bool
+    start: tuple[int, ...]  # entries of (m, o): start[m * O + o] .. start[m * O + o + 1]
+    off: tuple[int, ...]  # entry: c * ps + ky * wp + kx
+    t: tuple[int, ...]
+    s: tuple[int, ...]  # [m][o]
+    c0: tuple[int, ...]
+    codes: CodesOut | None
+    src: str
+    dst: str
+
+    kind = ViewKind.CODE_PLANAR
 
     @property
     def entries(self) -> int:
@@ -278,7 +342,27 @@ class SumPoolView:
     weight_bytes = 0
 
 
-Layer = ConvView | PlanarView | PoolView | ConcatView | SumPoolView
+@dataclass(frozen=True)
+class AltView:
+    """One layer in two schedules: ``a`` where the C preprocessor condition ``cond`` holds when
+    the file is compiled (the vector path the cost model ranked them for), else ``b``. Both
+    have the same signature; everything else is read from ``a``."""
+
+    cond: str
+    a: ConvView | PlanarView
+    b: ConvView | PlanarView
+
+    kind = ViewKind.ALT
+
+    def __getattr__(self, name: str):
+        return getattr(self.a, name)
+
+
+# the x86 vector paths the host target ranks for, and the condition of the first
+HOST_ISAS = ("avx512", "avx2")
+ALT_COND = "defined(BNC_VPOPCNT)"
+
+Layer = ConvView | PlanarView | CodePlanarView | PoolView | ConcatView | SumPoolView | AltView
 
 
 @dataclass(frozen=True)
@@ -292,6 +376,10 @@ class ModelView(ModelIO):
     needs_round_shift: bool  # some layer requantizes
     layers: tuple[Layer, ...]
     nib_size: int  # bytes of the planar schedule's nibble planes (0: no planar layer)
+    xp_size: int  # bytes of the code-planar schedule's padded planes (0: none)
+    xq_size: int  # its flat positions (the largest layer's PS)
+    xs_size: int  # int32s of its sums (masks * PS)
+    xcol_size: int  # its output columns (output bit planes * OH * OW)
     pc_size: int  # padded positions of the largest planar input (all its bit planes)
     q_size: int  # flat output positions of the largest planar layer
     pab_size: int  # its per-group counts (groups * positions)
@@ -303,9 +391,21 @@ class ModelView(ModelIO):
         return tuple(tuple(bin(a & b).count("1") for b in range(16)) for a in range(16))
 
     @property
+    def simd(self) -> bool:
+        """Some layer uses bnc_simd.h: a planar layer, or a generic one over bits."""
+        return bool(self.nib_size) or any(
+            isinstance(v, AltView) or (isinstance(v, ConvView) and v.input == "bits")
+            for v in self.layers
+        )
+
+    @property
     def nibble_tables(self) -> bool:
         """Some planar layer uses nibble entries (and so the lookup tables)."""
-        return any(isinstance(v, PlanarView) and v.unit == "nibble" for v in self.layers)
+        return any(
+            isinstance(w, PlanarView) and w.unit == "nibble"
+            for v in self.layers
+            for w in ((v.a, v.b) if isinstance(v, AltView) else (v,))
+        )
 
 
 def _pack_channels(bits_: np.ndarray) -> list[int]:
@@ -338,48 +438,81 @@ def entries_of(weight: np.ndarray, unit: str) -> np.ndarray:
     return (pieces << np.arange(n, dtype=np.uint16)[None, None, :, None, None]).sum(axis=2)
 
 
-def planar_cost(
-    weight: np.ndarray,
-    out_hw: tuple[int, int],
-    pad: tuple[int, int],
-    unit: str = "nibble",
-    planes: int = 1,
-) -> float:
-    """Vector-op estimate of the planar schedule per 16 positions: two ops per nibble entry
-    (lookup, add) or three per byte entry (and, count, add), plus about one op per output
-    (channel, position) for the threshold and four per input byte for the re-layout; over
-    ``planes`` input bit planes. ``weight`` is (O, C, kh, kw) or (M, O, C, kh, kw) masks."""
-    masks = weight.reshape(-1, *weight.shape[-4:])
-    m, o, c, kh, kw = masks.shape
-    q = out_hw[0] * (out_hw[1] + 2 * pad[1])
-    entries = sum(int(np.count_nonzero(entries_of(w, unit))) for w in masks) * planes
-    per = 2.0 if unit == "nibble" else 3.0
-    return per * entries * -(-q // 16) + o * q * m * planes + 4.0 * c * q * planes / 8
+# The cost model: seconds per layer on one core, per vector path ("avx512": AVX-512 with
+# VPOPCNTDQ; "avx2": AVX2 without it, the nibble-table paths; "neon"; "portable"), from counts
+# of each kernel's inner steps times a per-step time fitted to `make bench`'s per-layer table
+# (bench/layers.py, which prints the predictions beside the measured times and fails on a
+# wrong ranking).
+ISAS = ("avx512", "avx2", "neon", "portable")
+VECTOR_BYTES = {"avx512": 64, "avx2": 32, "neon": 16, "portable": 16}
+# generic: ns per bnc_popdot step (one window word against 16 output channels), and per pixel
+POPDOT_NS = {"avx512": 0.64, "avx2": 1.95, "neon": 3.0, "portable": 12.0}
+PIXEL_NS = {"avx512": 11.6, "avx2": 11.6, "neon": 30.0, "portable": 40.0}
+SCALAR_PLANE_NS = 1.2  # per (output channel, group) of the int64 plane (no vector plane)
+# planar: ns per input word re-laid into nibble planes, per entry vector (a lookup or count and
+# an add over VECTOR_BYTES positions), per (output channel, vector of positions) of the plane
+# and the flushes, and per (output channel, border position: its taps counted one by one)
+RELAYOUT_NS = {"avx512": 9.6, "avx2": 4.4, "neon": 6.0, "portable": 8.0}
+ENTRY_NS = {"avx512": 0.69, "avx2": 0.62, "neon": 1.5, "portable": 8.0}
+CHANNEL_VECTOR_NS = {"avx512": 11.2, "avx2": 19.5, "neon": 20.0, "portable": 30.0}
+BORDER_NS = {"avx512": 9.4, "avx2": 5.8, "neon": 15.0, "portable": 15.0}
 
 
-def generic_cost(weight: np.ndarray, out_hw: tuple[int, int], planes: int = 1) -> float:
-    """Scalar-op estimate of the generic schedule: AND, popcount and add per 32-bit word."""
-    masks = weight.reshape(-1, *weight.shape[-4:])
-    m, o, c, kh, kw = masks.shape
-    return 3.0 * out_hw[0] * out_hw[1] * (m * o + 1) * kh * kw * words(c) * planes
+def entries_count(step: ConvStep, unit: str) -> int:
+    """The planar schedule's entries: nonzero weight nibbles or bytes, over every mask and
+    input bit plane."""
+    per_plane = sum(int(np.count_nonzero(entries_of(mk.weight, unit))) for mk in step.masks)
+    return per_plane * step.src.planes
 
 
-def _all_masks(step: ConvStep) -> np.ndarray:
-    return np.stack([mk.weight for mk in step.masks])
-
-
-def choose(step: ConvStep, schedule: str, unit: str = "nibble") -> str:
-    """The schedule of one convolution: ``planar`` needs stride 1 and packed bits in; ``auto``
-    takes the cheaper by the two estimates above (docs/benchmarks.md shows them against
-    timings)."""
+def layer_cost(step: ConvStep, schedule: str, isa: str) -> float | None:
+    """Estimated seconds of one convolution in ``schedule`` on vector path ``isa``; None where
+    the schedule does not apply (both need packed bits in; planar, stride 1)."""
     g = step.geo
-    if not step.packed_in or (g.sh, g.sw) != (1, 1):
+    pix, taps = g.oh * g.ow, g.kh * g.kw
+    p, m = step.src.planes, len(step.masks)
+    groups = m * p
+    if not step.packed_in:
+        return None
+    if schedule == "generic":
+        k = taps * words(g.c)
+        op = _round_up(g.o, LANES)
+        fast = bool(_fast_plane(step, op, 0)[0])
+        plane = 0.0 if fast else g.o * (groups + 2) * SCALAR_PLANE_NS
+        ns = pix * (PIXEL_NS[isa] + groups * k * (op // LANES) * POPDOT_NS[isa] + plane)
+        return ns * 1e-9
+    if (g.sh, g.sw) != (1, 1):
+        return None
+    unit = "nibble" if isa in ("avx512", "avx2") else "byte"
+    vectors = -(-g.oh * (g.w + 2 * g.pw) // VECTOR_BYTES[isa])
+    relayout = p * g.h * g.w * words(g.c) * RELAYOUT_NS[isa]
+    entries = entries_count(step, unit) * vectors * ENTRY_NS[isa]
+    plane = g.o * vectors * (groups + 1) / 2 * CHANNEL_VECTOR_NS[isa]
+    border = pix - max(0, g.oh - 2 * g.ph) * max(0, g.ow - 2 * g.pw)
+    return (relayout + entries + plane + g.o * border * BORDER_NS[isa]) * 1e-9
+
+
+def choose(step: ConvStep, schedule: str, isa: str = "avx512") -> str:
+    """The schedule of one convolution: ``code-planar`` over integer codes at stride 1 (unless
+    ``generic`` is asked for), ``planar`` needs stride 1 and packed bits in; ``auto`` takes the
+    cheaper by ``layer_cost`` on vector path ``isa``."""
+    g = step.geo
+    if not step.packed_in:
+        return "code-planar" if (g.sh, g.sw) == (1, 1) and schedule != "generic" else "generic"
+    if (g.sh, g.sw) != (1, 1):
         return "generic"
     if schedule != "auto":
         return schedule
-    out_hw, w, p = (g.oh, g.ow), _all_masks(step), step.src.planes
-    planar = planar_cost(w, out_hw, (g.ph, g.pw), unit, p)
-    return "planar" if planar < generic_cost(w, out_hw, p) else "generic"
+    planar = layer_cost(step, "planar", isa)
+    generic = layer_cost(step, "generic", isa)
+    assert planar is not None and generic is not None
+    return "planar" if planar < generic else "generic"
+
+
+def steps_of(graph: Graph) -> list[ConvStep]:
+    """The convolution steps of a lowered graph as this target schedules them."""
+    sched = core_schedule(graph, merge_masks=True, code_planes=CODE_PLANES)
+    return [s for s in sched.steps if isinstance(s, ConvStep)]
 
 
 def _planar(
@@ -457,16 +590,136 @@ def _planar(
     )
 
 
+def plane_bound(step: ConvStep, acc_bound: int = 0) -> int:
+    """A bound on every partial sum of a step's plane, term by term: t*T, each group's
+    s*wj*pop, the taps' offset, c, the shortcuts' s, and the partial plane it adds
+    (``acc_bound``)."""
+    g = step.geo
+    n = g.c * g.kh * g.kw
+    if step.packed_in:
+        off, wj = step.src.tap_offset, step.src.plane_weights
+        vmax = max(abs(off), abs(off + sum(wj)))
+        per_s = sum(abs(w) for w in wj) + 2 * abs(off)  # pops, and the offset counted twice
+    else:
+        vmax = max(abs(step.src.lo), abs(step.src.hi))
+        per_s = vmax
+    c = step.c if step.mode is Mode.THRESHOLD else (0,) * g.o
+    shortcuts = [max(abs(v) for v in b.s) * (1 if b.src.storage is Storage.BITS else
+                 max(abs(b.src.lo), abs(b.src.hi))) for b in step.bit_adds]  # fmt: skip
+    worst = max(
+        abs(step.t[k]) * n * vmax + sum(abs(mk.s[k]) for mk in step.masks) * n * per_s
+        + abs(c[k])
+        for k in range(g.o)
+    )  # fmt: skip
+    if step.points:  # 1x1 branches computed in place: not bounded here
+        return 1 << 62
+    return worst + sum(shortcuts) + acc_bound
+
+
+def _fast_plane(step: ConvStep, op: int, acc_bound: int):
+    """The generic bit kernel's vector plane: "i32" or "f64" where every partial sum is exact
+    in that type and the step thresholds to bits (identity shortcuts of bits and a partial
+    plane added included), else "" (int64, one channel at a time). The coefficients, per
+    output channel padded to ``op``: t, cf [g][op] (g = mask * planes + input plane: s*wj),
+    so [m][op] (s*off: each valid one of mask m), c (-1 on padding), k = c + sum_m so*nnz."""
+    o = step.geo.o
+    simple = step.mode is Mode.THRESHOLD and all(
+        b.src.storage is Storage.BITS for b in step.bit_adds
+    )
+    bound = plane_bound(step, acc_bound)
+    fast = "" if not simple else "i32" if bound < 2**31 else "f64" if bound < 2**53 else ""
+    if not fast:
+        return "", (), (), (), (), ()
+    pad = (0,) * (op - o)
+    off, wj = step.src.tap_offset, step.src.plane_weights
+    t32 = (*step.t, *pad)
+    cf = tuple(v for mk in step.masks for w in wj for v in (*(s * w for s in mk.s), *pad))
+    so = tuple(v for mk in step.masks for v in (*(s * off for s in mk.s), *pad))
+    c32 = (*step.c, *(-1,) * (op - o))  # padded channels: plane -1, bit 0
+    k32 = list(c32)
+    for mk in step.masks:
+        for k, nz in enumerate(mk.weight.reshape(o, -1).sum(axis=1)):
+            k32[k] += mk.s[k] * off * int(nz)
+    return fast, t32, cf, so, c32, tuple(k32)
+
+
+def _code_planar(
+    step: ConvStep, src: str, dst: str, add: str, bit_adds: tuple[BitAddView, ...], src_type: str,
+    acc_bound: int,
+) -> CodePlanarView:  # fmt: skip
+    g = step.geo
+    wp, hp = g.w + 2 * g.pw, g.h + 2 * g.ph
+    q = g.oh * wp
+    ps = _round_up(max(q + (g.kh - 1) * wp + g.kw - 1, hp * wp), 64)
+    start, off = [0], []
+    for mk in step.masks:
+        for k in range(g.o):
+            c, ky, kx = np.nonzero(mk.weight[k])
+            off += (c * ps + ky * wp + kx).tolist()
+            start.append(len(off))
+    vmax = max(abs(step.src.lo), abs(step.src.hi))
+    n = g.c * g.kh * g.kw
+    xt = "int16_t" if n * vmax < 2**15 else "int32_t"
+    bound = plane_bound(step, acc_bound)
+    ft = "int32_t" if bound < 2**31 else "double" if bound < 2**53 else "int64_t"
+    return CodePlanarView(
+        **step.view_fields(),
+        add=add,
+        bit_adds=bit_adds,
+        src_type=src_type,
+        xt=xt,
+        ft=ft,
+        nw=words(g.c),
+        onw=words(g.o),
+        wp=wp,
+        hp=hp,
+        q=q,
+        ps=ps,
+        masks=len(step.masks),
+        uses_t=any(step.t),
+        start=tuple(start),
+        off=tuple(int(v) for v in off),
+        t=step.t,
+        s=tuple(v for mk in step.masks for v in mk.s),
+        c0=step.c,
+        codes=CodesOut.of(step),
+        src=src,
+        dst=dst,
+    )
+
+
 def _generic(
-    step: ConvStep, src: str, dst: str, add: str, bit_adds: tuple[BitAddView, ...], src_type: str
+    step: ConvStep,
+    src: str,
+    dst: str,
+    add: str,
+    bit_adds: tuple[BitAddView, ...],
+    src_type: str,
+    acc_bound: int = 0,
 ) -> ConvView:
     o = step.geo.o
     masks = step.masks
+    fast = ""
+    t32 = cf32 = k32 = c32 = so32 = ()
+    op = _round_up(o, LANES)
     if step.packed_in:
         wk = "bits"
-        wts = tuple(_hex(v) for mk in masks
-                    for v in _pack_channels(mk.weight.transpose(0, 2, 3, 1)))  # fmt: skip
-        nnz = tuple(int(v) for mk in masks for v in mk.weight.sum(axis=1).reshape(-1))
+        g = step.geo
+        taps, nw = g.kh * g.kw, words(g.c)
+        # [m][k][OP]: word k = (ky * KW + kx) * NW + j of the window, output channels padded
+        # to OP with zero words, so that LANES output channels are one vector
+        wts_l: list[str] = []
+        for mk in masks:
+            packed = np.array(_pack_channels(mk.weight.transpose(0, 2, 3, 1)), dtype=np.uint64)
+            cols = np.zeros((taps * nw, op), dtype=np.uint64)
+            cols[:, :o] = packed.reshape(o, taps * nw).T
+            wts_l += [_hex(v) for v in cols.reshape(-1)]
+        wts = tuple(wts_l)
+        # ones per tap as [m][tap][o]: a border pixel sums its valid taps for all o at once
+        nnz = tuple(
+            int(v) for mk in masks for v in mk.weight.sum(axis=1).reshape(o, -1).T.reshape(-1)
+        )
+        fast, t32, cf32, so32, c32, k32 = _fast_plane(step, op, acc_bound)
     else:
         wk = "codes"  # 0/1 as [m][c][ky][kx][o]: S for all o vectorizes
         wts = tuple(str(int(v)) for mk in masks for v in mk.weight.reshape(o, -1).T.reshape(-1))
@@ -491,6 +744,16 @@ def _generic(
         c0=step.c,
         src=src,
         dst=dst,
+        op=op,
+        fast=fast,
+        t32=t32,
+        cf32=cf32,
+        so32=so32,
+        c32=c32,
+        k32=k32,
+        nnz_total=tuple(int(v) for mk in masks for v in mk.weight.reshape(o, -1).sum(axis=1))
+        if step.packed_in
+        else (),
     )
 
 
@@ -572,20 +835,35 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
         return code_type if t.storage is Storage.INPUT_CODES else t.ctype
 
     layers: list[Layer] = []
+    bounds: dict[int, int] = {}  # a partial plane's bound on its magnitude, by tensor id
     for step in sched.steps:
         if isinstance(step, ConvStep):
+            acc_bound = bounds.get(step.acc_in.id, 1 << 62) if step.acc_in is not None else 0
+            bounds[step.dst.id] = plane_bound(step, acc_bound)
             add = ptr(step.acc_in) if step.acc_in is not None else ""
             bits_ = tuple(b.view(ptr(b.src)) for b in step.bit_adds)
             src, dst = ptr(step.src), ptr(step.dst)
-            if choose(step, schedule, unit) == "planar":
-                layers.append(_planar(step, src, dst, add, bits_, unit))
+
+            def view(how: str) -> Layer:
+                if how == "planar":
+                    return _planar(step, src, dst, add, bits_, unit)  # noqa: B023
+                if how == "code-planar":
+                    return _code_planar(step, src, dst, add, bits_, elem_type(step.src), acc_bound)  # noqa: B023
+                return _generic(step, src, dst, add, bits_, elem_type(step.src), acc_bound)  # noqa: B023
+
+            isas = HOST_ISAS if unit == "nibble" else ("neon",)
+            hows = [choose(step, schedule, isa) for isa in isas]
+            if len(set(hows)) == 1:
+                layers.append(view(hows[0]))
             else:
-                layers.append(_generic(step, src, dst, add, bits_, elem_type(step.src)))
+                layers.append(AltView(ALT_COND, view(hows[0]), view(hows[1])))  # type: ignore[arg-type]
         elif isinstance(step, PoolStep):
             layers.append(pool_view(step, ptr, elem_type))
         elif isinstance(step, ConcatStep | SumPoolStep):
             layers.append(data_view(step, ptr, elem_type))
-    planar = [v for v in layers if isinstance(v, PlanarView)]
+    every = [w for v in layers for w in ((v.a, v.b) if isinstance(v, AltView) else (v,))]
+    planar = [v for v in every if isinstance(v, PlanarView)]
+    cplanar = [v for v in every if isinstance(v, CodePlanarView)]
     c0, h0, w0 = graph.input.shape
     return ModelView(
         **ModelIO.of(graph, sched, name).fields(),
@@ -596,16 +874,22 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
         code_type=code_type,
         needs_popcount=any(
             isinstance(v, PlanarView) or (isinstance(v, ConvView) and v.input == "bits")
-            for v in layers
+            for v in every
         ),
         needs_round_shift=any(
-            isinstance(v, ConvView | PlanarView)
+            isinstance(v, ConvView | PlanarView | CodePlanarView)
             and v.codes is not None
             and v.codes.mode == "requant"
-            for v in layers
+            for v in every
         ),
         layers=tuple(layers),
         nib_size=max((v.planes_in * v.planes * v.ps for v in planar), default=0),
+        xp_size=max((v.c * v.ps * (2 if v.xt == "int16_t" else 4) for v in cplanar), default=0),
+        xq_size=max((v.ps for v in cplanar), default=0),
+        xs_size=max((v.masks * v.ps for v in cplanar), default=0),
+        xcol_size=max(
+            (max(1, v.codes.planes if v.codes else 1) * v.oh * v.ow for v in cplanar), default=0
+        ),
         pc_size=max((v.planes_in * v.ps for v in planar), default=0),
         q_size=max((v.qmax for v in planar), default=0),
         pab_size=max((v.groups * v.qmax for v in planar), default=0),

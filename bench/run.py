@@ -4,8 +4,11 @@
 
 Prints markdown: the register-resident popcount peak of this CPU, four 3x3 layers
 (PyTorch fp32 vs bnc dense binary and GDQ at 50/90/95/99 % alpha weights), one 28x28x128
-layer in the multi-bit forms (W1A1, ternary at 50 / 90 % zeros, W2A2, W1A4), the bundled
-example against its float twin, and the static NEON figure (clang + llvm-mca, Cortex-A72).
+layer in the multi-bit forms (W1A1, ternary at 50 / 90 % zeros, W2A2, W1A4), the cost model's
+predictions beside measured times for layers in both schedules on each x86 path this CPU runs
+(bench/layers.py; a wrong ranking fails the bench), the bundled example, the residual example
+and FINN's CNV against their fp32 twins with 1 and 2 threads and each of their layers
+(bench/models.py), and the static NEON figures (clang + llvm-mca, Cortex-A72).
 Rates are binary MACs per second counted densely (C*9 per output), so a sparse layer's rate is
 its effective rate. Times are medians; this machine is shared and noisy.
 """
@@ -23,13 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import multibit  # noqa: E402
 from bench.common import PROFILE, build_host, conv_graph, time_artifact  # noqa: E402
+from bench.layers import rows as layer_rows  # noqa: E402
+from bench.models import rows as model_rows  # noqa: E402
 from bench.multibit import rows as multibit_rows  # noqa: E402
 from bnc.backends.c.emit import emit  # noqa: E402
 from bnc.backends.c.toolchain import ARM64  # noqa: E402
@@ -89,95 +93,22 @@ def layers(tmp: Path, top: float) -> list[str]:
     return rows
 
 
-def float_twin(model: nn.Module) -> nn.Module:
-    """The same topology in float: Conv2d/Linear for the binary layers, ReLU for Sign."""
-    import bnc.nn as bn
-
-    parts: list[nn.Module] = []
-    for m in model.children():
-        if isinstance(m, bn.BinaryConv2d):
-            parts.append(
-                nn.Conv2d(
-                    m.in_channels,
-                    m.out_channels,
-                    m.kernel_size,
-                    m.stride,
-                    m.padding,
-                    bias=m.bias is not None,
-                )
-            )
-        elif isinstance(m, bn.BinaryLinear):
-            parts.append(nn.Linear(m.in_features, m.out_features, bias=m.bias is not None))
-        elif isinstance(m, bn.Sign):
-            parts.append(nn.ReLU())
-        elif isinstance(m, bn.InputQuantizer):
-            continue
-        else:
-            parts.append(m)
-    return nn.Sequential(*parts).eval()
-
-
-def whole_model(tmp: Path) -> list[str]:
-    import bnc
-
-    say("bench: bundled example vs its float twin")
-    model = torch.load(ROOT / "examples" / "fashion_bnn.pt", weights_only=False).eval()
-    data = np.load(ROOT / "examples" / "fashion_test.npz")
-    x = (data["images"][:500].astype(np.float32) / np.float32(255.0)).astype(np.float32)
-    x = x.reshape(-1, 1, 28, 28)
-    twin = float_twin(model)
-    xt = torch.from_numpy(x)
-    ts = []
-    with torch.no_grad():
-        for i in range(200):
-            t0 = time.perf_counter()
-            twin(xt[i : i + 1])
-            ts.append(time.perf_counter() - t0)
-    t_twin = statistics.median(ts)
-    folder = bnc.compile(ROOT / "examples" / "fashion_bnn.pt").save(tmp / "example")
-    from bnc.backends.c.toolchain import HOST, build
-
-    build(folder, HOST)
-    t_bnc = time_artifact(folder, x, 5)
-    return [
-        "| model | float twin, PyTorch fp32 | bnc `c` | speed-up |",
-        "| --- | --- | --- | --- |",
-        f"| examples/fashion_bnn.pt, per image | {t_twin * 1e6:.0f} µs | {t_bnc * 1e6:.0f} µs |"
-        f" {t_twin / t_bnc:.1f}× |",
-    ]
-
-
-def neon(tmp: Path) -> list[str]:
-    """The planar inner loop as emitted for arm64, one iteration between the BNC_MCA marks."""
-    say("bench: NEON inner loop under llvm-mca (cortex-a72)")
-    rows = [
-        "| NEON inner loop (arm64, byte entries) | instructions | cycles / iteration |"
-        " binary MACs / cycle (dense) | at 95 % α (effective) |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    folder = tmp / "neon"
+def _mca(tmp: Path, schedule: str, region: str) -> tuple[int, float]:
+    """Instructions and cycles per iteration of one marked inner loop as emitted for arm64."""
+    folder = tmp / f"neon-{schedule}"
     folder.mkdir()
-    emit(conv_graph(64, 56, 64, 0.5), folder, "m", ARM64, "planar")
+    emit(conv_graph(64, 56, 64, 0.5), folder, "m", ARM64, schedule)
     asm = folder / "model.s"
     subprocess.run(
-        [
-            "clang",
-            "--target=aarch64-linux-gnu",
-            "-O3",
-            "-mcpu=cortex-a72",
-            "-DBNC_MCA",
-            "-S",
-            "-o",
-            str(asm),
-            str(folder / "model.c"),
-        ],
+        ["clang", "--target=aarch64-linux-gnu", "-O3", "-mcpu=cortex-a72", "-DBNC_MCA", "-S",
+         "-o", str(asm), str(folder / "model.c")],
         check=True,
-    )
+    )  # fmt: skip
     body, inside, n = [], False, 0
     for line in asm.read_text().splitlines():
-        if "LLVM-MCA-BEGIN" in line:
+        if f"LLVM-MCA-BEGIN {region}" in line:
             inside, n = True, n + 1
-        elif "LLVM-MCA-END" in line:
+        elif f"LLVM-MCA-END {region}" in line:
             inside = False
             if n == 1:
                 break
@@ -186,24 +117,36 @@ def neon(tmp: Path) -> list[str]:
     loop = folder / "loop.s"
     loop.write_text("\n".join(body) + "\n")
     out = subprocess.run(
-        [
-            "llvm-mca",
-            "-mtriple=aarch64-linux-gnu",
-            "-mcpu=cortex-a72",
-            "-iterations=1000",
-            str(loop),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+        ["llvm-mca", "-mtriple=aarch64-linux-gnu", "-mcpu=cortex-a72", "-iterations=1000",
+         str(loop)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
     cycles = int(next(v for v in out.splitlines() if v.startswith("Total Cycles")).split()[-1])
-    per = cycles / 1000
+    return len(body), cycles / 1000
+
+
+def neon(tmp: Path) -> list[str]:
+    """The generic and the planar inner loops as emitted for arm64, one iteration each between
+    the BNC_MCA marks, under llvm-mca (Cortex-A72)."""
+    say("bench: NEON inner loops under llvm-mca (cortex-a72)")
+    rows = [
+        "| NEON inner loop (arm64) | instructions | cycles / iteration |"
+        " binary MACs / cycle (dense) | at 95 % α (effective) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    n, per = _mca(tmp, "generic", "popdot")
+    macs = 16 * 32  # one window word against 16 output channels
+    # dense: the generic loop does not skip zero weights, so 95 % α is the same work
+    rows.append(
+        f"| generic: dup + 4 × (load, and, cnt, add) | {n} | {per:.2f} | {macs / per:.0f} |"
+        f" {macs / per:.0f} |"
+    )
+    n, per = _mca(tmp, "planar", "planar")
     macs = 4 * 16 * 8  # 4 vectors x 16 positions x 8 channels per byte entry
     # at 95 % alpha the share of nonzero weight bytes is 1 - 0.95^8
     eff = macs / per / (1 - 0.95**8)
     rows.append(
-        f"| 4 × (and, cnt, add) + address, mask | {len(body)} | {per:.2f} |"
+        f"| planar: 4 × (and, cnt, add) + address, mask | {n} | {per:.2f} |"
         f" {macs / per:.0f} | {eff:.0f} |"
     )
     return rows
@@ -234,9 +177,19 @@ def main() -> None:
         say("bench: multi-bit forms of one 28x28x128 layer")
         lines += ["", "### Multi-bit forms (DESIGN §2.5–2.7), one layer, batch 1", ""]
         lines += multibit_rows(tmp, torch_conv(multibit.C, multibit.H))
-        lines += ["", "### Whole model, batch 1", ""] + whole_model(tmp)
+        say("bench: the layers in both schedules, predicted and measured")
+        table, wrong = layer_rows(tmp)
+        lines += ["", "### Cost model: layers in both schedules, predicted / measured", ""]
+        lines += table
+        whole, per_layer = model_rows(tmp, top)
+        lines += ["", "### Whole models, batch 1 (runs alternating, medians)", ""] + whole
+        lines += ["", "### Each model's layers, one thread", ""] + per_layer
         lines += ["", "### ARM, static (clang -O3 -mcpu=cortex-a72, llvm-mca)", ""] + neon(tmp)
+    if wrong:
+        lines += ["", f"**Wrong rankings**: {'; '.join(wrong)}"]
     print("\n".join(lines))
+    if wrong:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ def output_op(graph: Graph) -> O.OutputAffine:
     return next(op for op in graph.ops if isinstance(op, O.OutputAffine))
 
 
+THREADED = ("c", "arm64", "armv7")  # the targets that take threads
+MAX_THREADS = 64
+
+
 @dataclass
 class CompiledModel:
     """A lowered model bound to a target. ``save`` writes the artifact folder; ``run`` builds
@@ -40,6 +44,7 @@ class CompiledModel:
     schedule: str = "auto"
     fps_target: float | None = None
     clock_mhz: float | None = None
+    threads: int = 1
     _folder: Path | None = field(default=None, repr=False)
     view: Any = field(default=None, repr=False)  # the target's view model, after save
 
@@ -64,6 +69,8 @@ class CompiledModel:
         """The target's own options, as its ``emit`` takes them."""
         if self.target == "fpga":
             return {"fps_target": self.fps_target, "clock_mhz": self.clock_mhz}
+        if self.target in THREADED:
+            return {"schedule": self.schedule, "threads": self.threads}
         return {"schedule": self.schedule}
 
     def save(self, folder: str | Path) -> Path:
@@ -183,17 +190,26 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
     schedule: str = "auto",
     fps_target: float | None = None,
     clock_mhz: float | None = None,
+    threads: int = 1,
 ) -> CompiledModel:
     """Compile a ``torch.nn.Module`` (with ``example_input``: a tensor or a shape) or a model
     file (path) for ``target``. ``schedule`` picks the binary-convolution kernel: ``auto`` (per
     layer, by cost); C targets ``generic`` or ``planar`` (stride-1 layers), Cortex-M targets
     ``dense`` or ``sparse``.
-    ``fps_target`` and ``clock_mhz`` (default 100) fold the fpga target's engines."""
+    ``fps_target`` and ``clock_mhz`` (default 100) fold the fpga target's engines.
+    ``threads`` (C targets): the most POSIX threads one inference uses (each layer split across
+    output rows or channels; the environment variable BNC_THREADS picks fewer at run time)."""
     from bnc import frontend  # torch is heavy; import on use
 
     tgt = targets.get(target)
     if (fps_target is not None or clock_mhz is not None) and target != "fpga":
         raise BncError("fps_target and clock_mhz apply to the fpga target only")
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+        raise BncError(f"threads must be a whole number from 1 to {MAX_THREADS}, not {threads!r}")
+    if threads != 1 and target not in THREADED:
+        raise BncError(
+            f"threads apply to the {', '.join(THREADED)} targets, not '{target}' (one core)"
+        )
     if schedule != "auto" and schedule not in tgt.schedules:
         which = ", ".join(tgt.schedules) if tgt.schedules else "auto only"
         raise BncError(
@@ -212,5 +228,5 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
     except (LoweringError, analysis.WidthError) as e:
         raise BncError(f"{imported.name}: {e}") from None
     return CompiledModel(
-        imported.name, imported.graph, lowered, target, schedule, fps_target, clock_mhz
+        imported.name, imported.graph, lowered, target, schedule, fps_target, clock_mhz, threads
     )

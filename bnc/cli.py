@@ -76,6 +76,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
         schedule=a.schedule,
         fps_target=a.fps_target,
         clock_mhz=a.clock_mhz,
+        threads=a.threads,
     )
     if a.dump_ir:
         from bnc.ir.printer import dump
@@ -223,6 +224,14 @@ def parser() -> argparse.ArgumentParser:
         default="auto",
         help="binary-convolution kernel per layer (default auto: the cheaper by the cost"
         " model); C targets: generic or planar (stride 1); cortex-m: dense or sparse",
+    )
+    c.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="c, arm64, armv7: split each layer across N POSIX threads (default 1: none);"
+        " BNC_THREADS=K picks K <= N when the model runs",
     )
     c.add_argument("--fps-target", type=float, help="fpga: frames per second to fold for")
     c.add_argument("--clock-mhz", type=float, help="fpga: clock in MHz (default 100)")

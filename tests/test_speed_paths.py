@@ -150,3 +150,83 @@ def test_a_layer_in_two_schedules_by_instruction_set(tmp_path: Path) -> None:
         ran.append(path)
     if len(ran) < 2:
         pytest.skip(f"only {', '.join(ran) or 'no'} x86 vector path could run here")
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_give_the_same_answers(threads: int, tmp_path: Path, monkeypatch) -> None:
+    """Compiled for several threads, run with BNC_THREADS from 1 to that many (uneven shares
+    included): every output equals the interpreter."""
+    cases = [lower(random_graph(s)) for s in range(40, 44)]
+    cases += [lower(random_dag(s)) for s in range(40, 43)]
+    cases += [lower(multibit_dag(s)) for s in range(40, 43)]
+    cases += [conv_graph(40, 9, 70, 0.9), conv_graph(64, 7, 40, 0.5, kernel=7, pad=0)]
+    for i, graph in enumerate(cases):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        emit(graph, folder, "m", HOST, "auto", threads)
+        assert f"#define BNC_THREADS_MAX {threads}" in (folder / "model.h").read_text()
+        x = random_input(graph, 5, i)
+        for n in range(1, threads + 1):
+            monkeypatch.setenv("BNC_THREADS", str(n))
+            got, _ = host.run(folder, x, HOST)
+            assert_equal(graph, x, got, f"c, {n} of {threads} threads (case {i})")
+
+
+def test_threads_on_arm64_under_qemu(tmp_path: Path, monkeypatch) -> None:
+    from conftest import require_tool
+
+    from bnc.backends.c.toolchain import ARM64
+
+    require_tool(ARM64.cc)
+    require_tool(ARM64.runner[0])
+    for seed in range(2):
+        graph = lower(random_dag(50 + seed))
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        emit(graph, folder, "m", ARM64, "auto", 2)
+        monkeypatch.setenv("BNC_THREADS", "2")
+        x = random_input(graph, 4, seed)
+        got, _ = host.run(folder, x, ARM64)
+        assert_equal(graph, x, got, f"arm64, 2 threads (seed {seed})")
+
+
+def test_cli_threads(tmp_path: Path, capsys, monkeypatch) -> None:
+    """--threads N on a C target: the manifest keeps it and `bnc run` gives the answers of one
+    thread; elsewhere, or out of range, one error line and exit 2, nothing written."""
+    from bnc.api import Artifact
+    from bnc.cli import main
+
+    model = Path(__file__).resolve().parents[1] / "examples" / "fashion_bnn.pt"
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["compile", str(model), "-o", str(one)]) == 0
+    assert main(["compile", str(model), "--threads", "2", "-o", str(two)]) == 0
+    assert Artifact.open(two).manifest["threads"] == 2
+    x = np.load(model.parent / "fashion_test.npz")["images"][:20].astype(np.float32) / 255
+    x = x.reshape(-1, 1, 28, 28)
+    monkeypatch.setenv("BNC_THREADS", "2")
+    np.testing.assert_array_equal(
+        Artifact.open(two).run_acc(x)[0], Artifact.open(one).run_acc(x)[0]
+    )
+    for argv, needle in (
+        (["--threads", "2", "--target", "cortex-m4"], "threads apply to the c, arm64, armv7"),
+        (["--threads", "0"], "from 1 to 64"),
+    ):
+        capsys.readouterr()
+        out = tmp_path / "bad"
+        assert main(["compile", str(model), *argv, "-o", str(out)]) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith("bnc: error: ") and needle in line, line
+        assert not out.exists()
+
+
+def test_pinned_generic_case_at_o3(tmp_path: Path) -> None:
+    """The graph on which GCC 12 -O3 misvectorized the generic kernel's pixel loop (found by
+    the hypothesis run of test_backend_c): built with the default flags it equals the
+    interpreter."""
+    graph = lower(random_dag(181, 3))
+    emit(graph, tmp_path, "m", HOST, "generic")
+    x = random_input(graph, 6, 181)
+    for cflags in ("-O3", "-O3 -DBNC_PORTABLE"):
+        build(tmp_path, HOST, cflags=cflags)
+        got, _ = host.run(tmp_path, x, HOST)
+        assert_equal(graph, x, got, f"c generic {cflags}")

@@ -33,9 +33,14 @@ def environment() -> jinja2.Environment:
 
 
 def emit(
-    graph: Graph, out_dir: Path, model_name: str, target: CTarget, schedule: str = "auto"
+    graph: Graph,
+    out_dir: Path,
+    model_name: str,
+    target: CTarget,
+    schedule: str = "auto",
+    threads: int = 1,
 ) -> None:
-    view = lower(graph, model_name, schedule, target.unit)
+    view = lower(graph, model_name, schedule, target.unit, threads)
     env = environment()
     files = dict(FILES)
     if view.simd:

@@ -157,6 +157,11 @@ class ConvView(Geometry):
 
     kind = ViewKind.CONV
 
+    @property
+    def parallel(self) -> bool:
+        """Threads share it (pixels or output channels); over codes, thread 0 runs it."""
+        return self.input == "bits"
+
 
 @dataclass(frozen=True)
 class PlanarView(Geometry):
@@ -201,6 +206,7 @@ class PlanarView(Geometry):
     dst: str
 
     kind = ViewKind.PLANAR
+    parallel = True
 
     @property
     def entries(self) -> int:
@@ -240,6 +246,7 @@ class CodePlanarView(Geometry):
     dst: str
 
     kind = ViewKind.CODE_PLANAR
+    parallel = True
 
     @property
     def entries(self) -> int:
@@ -380,6 +387,7 @@ class ModelView(ModelIO):
     xq_size: int  # its flat positions (the largest layer's PS)
     xs_size: int  # int32s of its sums (masks * PS)
     xcol_size: int  # its output columns (output bit planes * OH * OW)
+    threads: int  # the most threads (BNC_THREADS_MAX); 1: single-threaded, no pthreads
     pc_size: int  # padded positions of the largest planar input (all its bit planes)
     q_size: int  # flat output positions of the largest planar layer
     pab_size: int  # its per-group counts (groups * positions)
@@ -389,6 +397,15 @@ class ModelView(ModelIO):
     def nibble_table(self) -> tuple[tuple[int, ...], ...]:
         """``[m][n] = popcount(m & n)`` for 4-bit ``m`` and ``n``."""
         return tuple(tuple(bin(a & b).count("1") for b in range(16)) for a in range(16))
+
+    def stride(self, n: int, size: int) -> int:
+        """Elements between two threads' slices of a work buffer of ``n`` elements of ``size``
+        bytes: rounded up to a cache line, and one line more (so no two threads write one
+        line). One thread: ``n``."""
+        if self.threads == 1:
+            return n
+        line = 64 // size
+        return _round_up(n, line) + line
 
     @property
     def simd(self) -> bool:
@@ -812,7 +829,11 @@ def pool_view(step: PoolStep, ptr: Callable[[Tensor], str], elem: Callable[[Tens
     )
 
 
-def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble") -> ModelView:
+def lower(
+    graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble", threads: int = 1
+) -> ModelView:
+    """The C view of a lowered graph; ``threads``: the most threads the emitted code runs (the
+    worker pool and per-thread work space; 1: no threads at all)."""
     if schedule not in SCHEDULES:
         raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
     sched: Schedule = core_schedule(graph, merge_masks=True, code_planes=CODE_PLANES)
@@ -822,7 +843,7 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
 
     def ptr(t: Tensor) -> str:
         if t.output:
-            return "acc"
+            return "bnc_out"
         if t.storage is Storage.INPUT_CODES:
             return "bnc_codes"
         if t.storage is Storage.PLANE:
@@ -883,6 +904,7 @@ def lower(graph: Graph, name: str, schedule: str = "auto", unit: str = "nibble")
             for v in every
         ),
         layers=tuple(layers),
+        threads=threads,
         nib_size=max((v.planes_in * v.planes * v.ps for v in planar), default=0),
         xp_size=max((v.c * v.ps * (2 if v.xt == "int16_t" else 4) for v in cplanar), default=0),
         xq_size=max((v.ps for v in cplanar), default=0),

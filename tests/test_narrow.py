@@ -57,3 +57,25 @@ def test_narrows_wide_coefficients() -> None:
         c = int(rng.integers(-(1 << 48), 1 << 48))
         widths.append(bits(*narrow(t, s, c, 576, 288, -1, 1)))
     assert float(np.median(widths)) <= 21 and max(widths) <= 26
+
+
+def test_narrowed_graphs_decide_alike_with_zero_points() -> None:
+    """The pass over whole graphs whose codes carry zero points (the importers' forms): the
+    per-tap values are q - zero_point, so every decision, and every output, stays the same.
+    multibit_dag(216) is the graph where the box was once taken from q itself."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from irgen import multibit_dag, random_input
+
+    from bnc.ir import interpreter as interp
+    from bnc.ir.passes import lower
+    from bnc.ir.passes.narrow import NarrowThresholds
+
+    for seed in (216, *range(300, 312)):
+        graph = lower(multibit_dag(seed))
+        x = random_input(graph, 16, seed)
+        want = np.asarray(interp.run(graph, x))
+        got = np.asarray(interp.run(NarrowThresholds().apply(graph), x))
+        np.testing.assert_array_equal(got, want, err_msg=f"multibit_dag({seed})")

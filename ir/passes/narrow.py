@@ -32,7 +32,9 @@ class NarrowThresholds:
             conv = b.producer(args[0])
             assert conv is not None and isinstance(conv.op, O.SumConv2d)
             src = b.types[conv.args[0]]
-            lo, hi = (-1, 1) if src.kind is Kind.BIT else (min(src.lo, 0), max(src.hi, 0))
+            # per-tap values: of q - zero_point for codes (what the sums add), 0 for a padded tap
+            vlo, vhi = src.value_range
+            lo, hi = (-1, 1) if src.kind is Kind.BIT else (min(vlo, 0), max(vhi, 0))
             w = conv.op.weight
             o = w.shape[0]
             n = int(np.prod(w.shape[1:]))

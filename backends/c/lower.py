@@ -71,6 +71,7 @@ from bnc.backends.core import (
 from bnc.backends.core import schedule as core_schedule
 from bnc.errors import BncError
 from bnc.ir.graph import Graph
+from bnc.ir.passes.narrow import NarrowThresholds
 
 # The widest vector block the planar kernel may use (4 vectors of 64 bytes, AVX-512): buffers
 # are sized for it, so one emitted source serves every instruction set.
@@ -528,7 +529,9 @@ def choose(step: ConvStep, schedule: str, isa: str = "avx512") -> str:
 
 def steps_of(graph: Graph) -> list[ConvStep]:
     """The convolution steps of a lowered graph as this target schedules them."""
-    sched = core_schedule(graph, merge_masks=True, code_planes=CODE_PLANES)
+    sched = core_schedule(
+        NarrowThresholds().apply(graph), merge_masks=True, code_planes=CODE_PLANES
+    )
     return [s for s in sched.steps if isinstance(s, ConvStep)]
 
 
@@ -836,7 +839,11 @@ def lower(
     worker pool and per-thread work space; 1: no threads at all)."""
     if schedule not in SCHEDULES:
         raise BncError(f"unknown schedule '{schedule}'; choose one of: {', '.join(SCHEDULES)}")
-    sched: Schedule = core_schedule(graph, merge_masks=True, code_planes=CODE_PLANES)
+    # single-layer thresholds with the fewest-bit coefficients that decide exactly alike
+    # (bnc.ir.narrow): the plane then fits int32, 16 lanes instead of 8 doubles
+    sched: Schedule = core_schedule(
+        NarrowThresholds().apply(graph), merge_masks=True, code_planes=CODE_PLANES
+    )
     plan = plan_memory(sched, _pool_of, Tensor.nbytes)
     inp = sched.input
     code_type = _code_type(inp.dst.lo, inp.dst.hi) if not inp.sign else "int16_t"

@@ -164,8 +164,19 @@ class ConvView(Geometry):
         return self.input == "bits"
 
 
+class _Entries:
+    """What the two planar views share: their entries (``off``), and that threads split them."""
+
+    off: tuple[int, ...]
+    parallel = True
+
+    @property
+    def entries(self) -> int:
+        return len(self.off)
+
+
 @dataclass(frozen=True)
-class PlanarView(Geometry):
+class PlanarView(_Entries, Geometry):
     """A stride-1 binary convolution in the planar schedule (see the module docstring)."""
 
     index: int
@@ -207,15 +218,10 @@ class PlanarView(Geometry):
     dst: str
 
     kind = ViewKind.PLANAR
-    parallel = True
-
-    @property
-    def entries(self) -> int:
-        return len(self.off)
 
 
 @dataclass(frozen=True)
-class CodePlanarView(Geometry):
+class CodePlanarView(_Entries, Geometry):
     """A stride-1 convolution over codes held as integers (the 8-bit first layer): each input
     channel zero-padded into a flat plane (zero is exact padding in the value domain), and for
     each output channel ``S[q] = sum of plane[q + off]`` over the ones of ``b[o]`` (one add of
@@ -247,11 +253,6 @@ class CodePlanarView(Geometry):
     dst: str
 
     kind = ViewKind.CODE_PLANAR
-    parallel = True
-
-    @property
-    def entries(self) -> int:
-        return len(self.off)
 
 
 @dataclass(frozen=True)

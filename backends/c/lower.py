@@ -23,7 +23,7 @@ Three schedules compute a convolution (``schedule`` picks one per layer, see ``c
   (``bnc_popdot``: AVX-512 VPOPCNTDQ, AVX2 nibble tables, NEON ``vcnt``); weights are laid
   ``[k][o]`` so one window word meets 16 channels' words in one load. The plane
   ``t*T + s*S + c`` is formed for all channels at once in int32 or double where every
-  partial sum is provably exact there (``_fast_plane``), else in int64 one channel at a time.
+  partial sum is provably exact there (``plane_form``), else in int64 one channel at a time.
   Over codes held as integers (stride 2 and up), the window's codes against 0/1 weights;
 * ``planar`` (stride 1, bit input): the layer's input is re-laid as *nibble planes*, one byte
   per pixel per four channels, over the zero-padded image flattened row by row, so that tap
@@ -149,7 +149,7 @@ class ConvView(Geometry):
     # bits out: the plane in "i32" (every partial sum below 2^31) or "f64" (below 2^53, so exact
     # in double), vectorized over output channels; "": int64, one channel at a time
     fast: str
-    t32: tuple[int, ...]  # fast (see _fast_plane): plane = t*T + sum_g cf*pop_g + k (interior)
+    t32: tuple[int, ...]  # fast (see plane_form): plane = t*T + sum_g cf*pop_g + k (interior)
     cf32: tuple[int, ...]  # [g][op]: s * wj, the coefficient of popcount(window_j & b_m[o])
     so32: tuple[int, ...]  # [m][op]: s * off, of each valid one of b_m[o] (border pixels)
     c32: tuple[int, ...]  # the threshold constant (-1 on padded channels)
@@ -385,7 +385,7 @@ class ModelView(ModelIO):
     needs_round_shift: bool  # some layer requantizes
     layers: tuple[Layer, ...]
     nib_size: int  # bytes of the planar schedule's nibble planes (0: no planar layer)
-    xp_size: int  # bytes of the code-planar schedule's padded planes (0: none)
+    xp_words: int  # int32s of the code-planar schedule's padded planes (0: none)
     xq_size: int  # its flat positions (the largest layer's PS)
     xs_size: int  # int32s of its sums (masks * PS)
     xcol_size: int  # its output columns (output bit planes * OH * OW)
@@ -462,7 +462,6 @@ def entries_of(weight: np.ndarray, unit: str) -> np.ndarray:
 # of each kernel's inner steps times a per-step time fitted to `make bench`'s per-layer table
 # (bench/layers.py, which prints the predictions beside the measured times and fails on a
 # wrong ranking).
-ISAS = ("avx512", "avx2", "neon", "portable")
 VECTOR_BYTES = {"avx512": 64, "avx2": 32, "neon": 16, "portable": 16}
 # generic: ns per bnc_popdot step (one window word against 16 output channels), and per pixel
 POPDOT_NS = {"avx512": 0.64, "avx2": 1.95, "neon": 3.0, "portable": 12.0}
@@ -496,7 +495,7 @@ def layer_cost(step: ConvStep, schedule: str, isa: str) -> float | None:
     if schedule == "generic":
         k = taps * words(g.c)
         op = _round_up(g.o, LANES)
-        fast = bool(_fast_plane(step, op, 0)[0])
+        fast = bool(plane_form(step))
         plane = 0.0 if fast else g.o * (groups + 2) * SCALAR_PLANE_NS
         ns = pix * (PIXEL_NS[isa] + groups * k * (op // LANES) * POPDOT_NS[isa] + plane)
         return ns * 1e-9
@@ -637,18 +636,23 @@ def plane_bound(step: ConvStep, acc_bound: int = 0) -> int:
     return worst + sum(shortcuts) + acc_bound
 
 
-def _fast_plane(step: ConvStep, op: int, acc_bound: int):
-    """The generic bit kernel's vector plane: "i32" or "f64" where every partial sum is exact
-    in that type and the step thresholds to bits (identity shortcuts of bits and a partial
-    plane added included), else "" (int64, one channel at a time). The coefficients, per
-    output channel padded to ``op``: t, cf [g][op] (g = mask * planes + input plane: s*wj),
-    so [m][op] (s*off: each valid one of mask m), c (-1 on padding), k = c + sum_m so*nnz."""
-    o = step.geo.o
+def plane_form(step: ConvStep, acc_bound: int = 0) -> str:
+    """The generic bit kernel's vector plane type: "i32" or "f64" where every partial sum is
+    exact in it and the step thresholds to bits (identity shortcuts of bits and a partial plane
+    added included), else "" (int64, one channel at a time)."""
     simple = step.mode is Mode.THRESHOLD and all(
         b.src.storage is Storage.BITS for b in step.bit_adds
     )
     bound = plane_bound(step, acc_bound)
-    fast = "" if not simple else "i32" if bound < 2**31 else "f64" if bound < 2**53 else ""
+    return "" if not simple else "i32" if bound < 2**31 else "f64" if bound < 2**53 else ""
+
+
+def _fast_plane(step: ConvStep, op: int, acc_bound: int):
+    """The generic bit kernel's vector plane (``plane_form``) and its coefficients, per
+    output channel padded to ``op``: t, cf [g][op] (g = mask * planes + input plane: s*wj),
+    so [m][op] (s*off: each valid one of mask m), c (-1 on padding), k = c + sum_m so*nnz."""
+    o = step.geo.o
+    fast = plane_form(step, acc_bound)
     if not fast:
         return "", (), (), (), (), ()
     pad = (0,) * (op - o)
@@ -914,7 +918,9 @@ def lower(
         layers=tuple(layers),
         threads=threads,
         nib_size=max((v.planes_in * v.planes * v.ps for v in planar), default=0),
-        xp_size=max((v.c * v.ps * (2 if v.xt == "int16_t" else 4) for v in cplanar), default=0),
+        xp_words=max(
+            ((v.c * v.ps * (1 if v.xt == "int16_t" else 2) + 1) // 2 for v in cplanar), default=0
+        ),
         xq_size=max((v.ps for v in cplanar), default=0),
         xs_size=max((v.masks * v.ps for v in cplanar), default=0),
         xcol_size=max(

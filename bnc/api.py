@@ -195,7 +195,7 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
     """Compile a ``torch.nn.Module`` (with ``example_input``: a tensor or a shape) or a model
     file (path) for ``target``. ``schedule`` picks the binary-convolution kernel: ``auto`` (per
     layer, by cost); C targets ``generic`` or ``planar`` (stride-1 layers), Cortex-M targets
-    ``dense`` or ``sparse``.
+    ``dense``, ``sparse`` or ``sliced`` (stride-1 layers over bits).
     ``fps_target`` and ``clock_mhz`` (default 100) fold the fpga target's engines.
     ``threads`` (C targets): the most POSIX threads one inference uses (each layer split across
     output rows or channels; the environment variable BNC_THREADS picks fewer at run time)."""

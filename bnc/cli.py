@@ -220,10 +220,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dump-ir", action="store_true", help="print the lowered IR")
     c.add_argument(
         "--schedule",
-        choices=("auto", "generic", "planar", "dense", "sparse"),
+        choices=("auto", "generic", "planar", "dense", "sparse", "sliced"),
         default="auto",
         help="binary-convolution kernel per layer (default auto: the cheaper by the cost"
-        " model); C targets: generic or planar (stride 1); cortex-m: dense or sparse",
+        " model); C targets: generic or planar (stride 1); cortex-m: dense, sparse or sliced"
+        " (stride 1)",
     )
     c.add_argument(
         "--threads",

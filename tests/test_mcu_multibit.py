@@ -148,7 +148,8 @@ def test_plane_width_covers_the_bound() -> None:
 
 @pytest.mark.parametrize(("target", "schedule", "planes"), [
     ("cortex-m4", "dense", CODE_PLANES), ("cortex-m4", "sparse", CODE_PLANES),
-    ("cortex-m4", "sparse", 0), ("cortex-m7", "auto", None)])  # fmt: skip
+    ("cortex-m4", "sparse", 0), ("cortex-m4", "sliced", 0), ("cortex-m7", "sliced", CODE_PLANES),
+    ("cortex-m7", "auto", None)])  # fmt: skip
 def test_chain_is_bit_exact(
     target: str, schedule: str, planes: int | None, tmp_path: Path, monkeypatch
 ) -> None:
@@ -167,7 +168,9 @@ def test_strict_build_every_level(cflags: str, tmp_path: Path, monkeypatch) -> N
     """Every multi-bit kernel compiles under -Wall -Wextra -Werror -pedantic at every level."""
     for tool in ("make", "arm-none-eabi-gcc"):
         require_tool(tool)
-    for planes, schedule in ((CODE_PLANES, "dense"), (CODE_PLANES, "sparse"), (0, "auto")):
+    for planes, schedule in (
+        (CODE_PLANES, "dense"), (CODE_PLANES, "sparse"), (0, "sliced"), (0, "auto")
+    ):  # fmt: skip
         monkeypatch.setattr(emit_module, "lower", partial(mcu_lower, planes=planes))
         folder = tmp_path / f"{planes}-{schedule}"
         folder.mkdir()

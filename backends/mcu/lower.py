@@ -69,7 +69,7 @@ from bnc.errors import BncError
 from bnc.ir.graph import Graph
 from bnc.ir.passes.narrow import NarrowThresholds
 
-SCHEDULES = ("auto", "dense", "sparse")
+SCHEDULES = ("auto", "dense", "sparse", "sliced")
 # Instruction estimates, fitted to the bundled example's layers under qemu -icount on
 # Cortex-M4 (docs/benchmarks.md): per output channel and position, plus per window word
 # (dense) or per entry (sparse). An AND-count entry costs more than a dense word (its index
@@ -81,6 +81,11 @@ SPARSE_CHANNEL, SPARSE_MULTI, SPARSE_HOT = 55.0, 20.6, 8.0
 # per output position and tap (the window's gather), per output channel, per mask and word of
 # the kernel (the find-first-set loop's words), per one of the masks (one code added).
 CODES_TAP, CODES_CHANNEL, CODES_WORD, CODES_ONE = 3.2, 58.0, 8.4, 7.6
+# The sliced schedule (stride 1, bits in), fitted like the above: per entry and chunk of 32
+# flat positions (a funnel shift and a carry-save add), per (channel, mask) and chunk (the
+# counter's words), per output channel and position (the plane), per counter bit and mask there
+# (one lane's count read out), per input pixel and channel (the flat planes built).
+SLICED_ENTRY, SLICED_OM, SLICED_CHANNEL, SLICED_LEVEL, SLICED_BIT = 17.5, 20.0, 30.0, 3.0, 5.0
 # Codes of up to this many bits may be held as bit planes (``code_planes``).
 CODE_PLANES = 4
 _SIZE = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4}
@@ -100,6 +105,82 @@ class Coef:
     def bytes(self) -> int:
         size = {"int16_t": 2, "int32_t": 4, "int64_t": 8}[self.store]
         return size * (len(self.t) + len(self.s) + len(self.c))
+
+
+@dataclass(frozen=True)
+class Sliced:
+    """The ``sliced`` schedule of a stride-1 convolution over bits. The input is re-laid as one
+    flat bit string per channel, the zero-padded image row after row (``wp`` bits a row), so
+    that tap ``(ky, kx)`` of the output at flat position ``q = oy*wp + ox`` is bit
+    ``q + ky*wp + kx``. For 32 flat positions at once (a *chunk*, one word), each entry of
+    ``(o, m)`` (a one of ``b_m[o]``, or a zero where ``flip``: then the count is the window's
+    ones less it) is one word read at a bit offset (a funnel shift) and added into a bit-sliced
+    counter of ``lb`` words (carry-save adds): a zero kernel costs nothing, and the cost is in
+    proportion to the fewer of ones and zeros."""
+
+    wp: int  # bits of a padded row
+    psw: int  # words of one channel's flat bit string (every read in bounds)
+    chunks: int  # chunks of 32 flat positions (the last holds (oh - 1) * wp + ow - 1)
+    lb: int  # bits of a counter: every count fits
+    start: tuple[int, ...]  # entries of (o, m): start[om] .. start[om + 1]
+    word: tuple[int, ...]  # entry: c * psw + d // 32, d = ky * wp + kx
+    shift: tuple[int, ...]  # entry: d % 32
+    flip: tuple[int, ...]  # per (o, m): 1 where the entries are the zeros of b_m[o]
+    word_type: str
+    start_type: str
+    c: int  # input channels: flat planes
+    planes: int  # arena byte offsets of the flat planes and of the counters
+    counters: int
+
+    @property
+    def bytes(self) -> int:
+        start = _SIZE[self.start_type] * len(self.start)
+        return (_SIZE[self.word_type] + 1) * len(self.word) + start + len(self.flip)
+
+    @property
+    def groups(self) -> int:
+        """Bytes of a count (eight counter bits each)."""
+        return -(-self.lb // 8)
+
+
+def sliceable(step: ConvStep) -> bool:
+    """The sliced schedule takes stride-1 layers over bits (one input plane)."""
+    return step.packed_in and step.src.planes == 1 and (step.geo.sh, step.geo.sw) == (1, 1)
+
+
+def _slice_shape(step: ConvStep) -> tuple[int, int, int]:
+    """(wp, psw, chunks) of a sliceable layer."""
+    g = step.geo
+    wp, hp = g.w + 2 * g.pw, g.h + 2 * g.ph
+    chunks = ((g.oh - 1) * wp + g.ow - 1) // 32 + 1
+    dmax = (g.kh - 1) * wp + g.kw - 1
+    psw = max(-(-hp * wp // 32), chunks - 1 + dmax // 32 + 2)
+    return wp, psw, chunks
+
+
+def _slice_entries(step: ConvStep) -> tuple[list[np.ndarray], list[int]]:
+    """Per (o, m): the taps (c, ky, kx) counted (the ones of b_m[o], or its zeros where fewer)
+    and whether they are the zeros."""
+    g = step.geo
+    taps, flip = [], []
+    for k in range(g.o):
+        for mk in step.masks:
+            b = mk.weight[k].astype(bool)
+            f = int(b.sum()) * 2 > b.size
+            taps.append(np.argwhere(~b if f else b))
+            flip.append(int(f))
+    return taps, flip
+
+
+def sliced_cost(step: ConvStep) -> float:
+    g = step.geo
+    _, _, chunks = _slice_shape(step)
+    taps, _ = _slice_entries(step)
+    entries = sum(len(t) for t in taps)
+    lb = _counter_bits(taps)
+    per_chunk = SLICED_ENTRY * entries + SLICED_OM * len(taps)
+    per_pixel = g.o * SLICED_CHANNEL + len(taps) * SLICED_LEVEL * lb
+    return chunks * per_chunk + g.oh * g.ow * per_pixel + g.h * g.w * g.c * SLICED_BIT
 
 
 @dataclass(frozen=True)
@@ -139,6 +220,7 @@ class BitConv(Geometry):
     src: int  # arena byte offsets
     dst: int
     win: int
+    sliced: Sliced | None = None  # the sliced schedule's planes and entries
 
     kind = ViewKind.CONV
 
@@ -160,6 +242,7 @@ class BitConv(Geometry):
         if self.idx:  # the AND-count tables (with their two end entries) exist only then
             n += (entry + 4) * 2 + 2 * len(self.start)
         n += 2 * len(self.hot_start) if self.schedule == "sparse" else 0
+        n += self.sliced.bytes if self.sliced else 0
         nnz = _SIZE.get(self.nnz_type, 4) * len(self.nnz)
         return n + nnz + tap * len(self.nnz_tap) + self.coef.bytes + _code_bytes(self)
 
@@ -275,6 +358,10 @@ class McuView(ModelIO):
         )
 
     @property
+    def needs_sliced(self) -> bool:
+        return any(isinstance(v, BitConv) and v.sliced for v in self.layers)
+
+    @property
     def needs_count_and(self) -> bool:
         """A dense layer or an in-place 1x1 branch AND-counts whole words."""
         return any(
@@ -375,21 +462,25 @@ def codes_cost(step: ConvStep) -> float:
 def _bit_costs(step: ConvStep) -> dict[str, float]:
     g, w, p = step.geo, np.stack([mk.weight for mk in step.masks]), step.src.planes
     pt = compact(w, (g.ph, g.pw))
-    return {
+    costs = {
         "dense": dense_cost(w, (g.oh, g.ow), pt, p),
         "sparse": sparse_cost(w, (g.oh, g.ow), pt, p),
     }
+    if sliceable(step):
+        costs["sliced"] = sliced_cost(step)
+    return costs
 
 
 def choose(step: ConvStep, schedule: str) -> str:
     """The kernel of one layer: ``codes`` over integer codes, else the schedule asked for or
-    (``auto``) the cheaper by the estimates."""
+    (``auto``, and ``sliced`` where a layer is not sliceable: strides, bit planes of codes) the
+    cheapest by the estimates."""
     if not step.packed_in:
         return "codes"
-    if schedule != "auto":
+    if schedule in ("dense", "sparse") or (schedule == "sliced" and sliceable(step)):
         return schedule
-    costs = _bit_costs(step)
-    return "sparse" if costs["sparse"] < costs["dense"] else "dense"
+    costs = _bit_costs(step)  # (no "sliced" where the layer is not sliceable)
+    return min(costs, key=costs.__getitem__)
 
 
 def cost(step: ConvStep, schedule: str) -> float:
@@ -426,7 +517,16 @@ def _scratch(step: ConvStep, sched: str) -> int:
     m = len(step.masks)
     taps = m * g.o * g.kh * g.kw if sched == "dense" and (g.ph, g.pw) != (0, 0) else 0
     k = words(g.taps * g.c) if compact(step.weight, (g.ph, g.pw)) else g.taps * words(g.c)
+    if sched == "sliced":
+        _, psw, _ = _slice_shape(step)
+        taps_, _ = _slice_entries(step)
+        groups = -(-_counter_bits(taps_) // 8)
+        return 4 * (k + psw * g.c) + 32 * groups * len(taps_)
     return 4 * step.src.planes * k + _SIZE[_tap_type(g.c)] * taps
+
+
+def _counter_bits(taps: list[np.ndarray]) -> int:
+    return max(1, max(len(t) for t in taps).bit_length())
 
 
 def _tap_type(c: int) -> str:
@@ -475,7 +575,7 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds, p
     start, idx, mask, hot_start, hot = [0], [], [], [0], []
     if schedule == "dense":
         weights = tuple(_hex(v) for r in range(o) for packed, _ in per_mask for v in packed[r])
-    else:
+    elif schedule == "sparse":
         for r in range(o):
             for packed, ones in per_mask:
                 for j in np.nonzero(ones[r] > 1)[0]:
@@ -488,13 +588,14 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds, p
     # Border positions subtract the ones of b on their padded taps: the sparse form keeps
     # them per (o, m, ky, kx) in flash, the dense form counts them from its weight words into
     # the arena when the layer starts.
-    padded = (g.ph, g.pw) != (0, 0) and schedule == "sparse"
+    padded = (g.ph, g.pw) != (0, 0) and schedule in ("sparse", "sliced")
     taps = [mk.weight.sum(axis=1).reshape(o, -1) for mk in masks]  # (o, kh*kw) each
     nnz_tap = tuple(int(v) for r in range(o) for t in taps for v in t[r]) if padded else ()
     nnz = tuple(int(t[r].sum()) for r in range(o) for t in taps)
     if k << 5 >= 1 << 32:
         raise UnsupportedGraph(f"layer '{step.name}': a window of {k} words is too large")
     _check_window(step)
+    sliced = _sliced(step, win + 4 * k) if schedule == "sliced" else None
     return BitConv(
         **step.view_fields(),
         codes=CodesOut.of(step),
@@ -525,6 +626,35 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds, p
         src=src,
         dst=dst,
         win=win,
+        sliced=sliced,
+    )
+
+
+def _sliced(step: ConvStep, planes: int) -> Sliced:
+    """The sliced form's tables; its planes start at arena byte ``planes``, after the window."""
+    g = step.geo
+    wp, psw, chunks = _slice_shape(step)
+    taps, flip = _slice_entries(step)
+    start, word, shift = [0], [], []
+    for t in taps:
+        d = t[:, 1] * wp + t[:, 2]
+        word += (t[:, 0] * psw + d // 32).tolist()
+        shift += (d % 32).tolist()
+        start.append(len(word))
+    return Sliced(
+        wp=wp,
+        psw=psw,
+        chunks=chunks,
+        lb=_counter_bits(taps),
+        start=tuple(start),
+        word=tuple(word),
+        shift=tuple(shift),
+        flip=tuple(flip),
+        word_type=_unsigned(max(word, default=0)),
+        start_type=_unsigned(start[-1]),
+        c=g.c,
+        planes=planes,
+        counters=planes + 4 * psw * g.c,
     )
 
 

@@ -97,6 +97,9 @@ CODES_TAP, CODES_CHANNEL, CODES_WORD, CODES_ONE = 3.2, 58.0, 8.4, 7.6
 # (the flat planes built).
 SLICED_ENTRY, SLICED_OM, SLICED_CHANNEL, SLICED_MASK = 21.1, 76.7, 34.5, 8.0
 SLICED_WINDOW, SLICED_BIT = 59.2, 5.2
+# ``auto`` takes the sliced schedule only where its entries (three bytes or so each) take at
+# most this many times the flash of the weights as bits: below about 8 % of ones (or zeros).
+SLICED_FLASH = 2.0
 # Codes of up to this many bits may be held as bit planes (``code_planes``).
 CODE_PLANES = 4
 _SIZE = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4}
@@ -492,7 +495,24 @@ def choose(step: ConvStep, schedule: str) -> str:
     if schedule in ("dense", "sparse") or (schedule == "sliced" and sliceable(step)):
         return schedule
     costs = _bit_costs(step)  # (no "sliced" where the layer is not sliceable)
+    if "sliced" in costs and _sliced_flash(step) > SLICED_FLASH * _dense_flash(step):
+        del costs["sliced"]  # entries cost flash: only for sparse layers unless asked for
     return min(costs, key=costs.__getitem__)
+
+
+def _dense_flash(step: ConvStep) -> int:
+    """Bytes of the layer's weights as bits (the dense form)."""
+    g = step.geo
+    window = words(g.taps * g.c) if compact(step.weight, (g.ph, g.pw)) else g.taps * words(g.c)
+    return 4 * window * g.o * len(step.masks)
+
+
+def _sliced_flash(step: ConvStep) -> int:
+    """Bytes of the sliced form's entries (a word index and a shift each)."""
+    _, psw, _ = _slice_shape(step)
+    taps, _ = _slice_entries(step)
+    word = _SIZE[_unsigned(step.geo.c * psw)]
+    return (word + 1) * sum(len(t) for t in taps)
 
 
 def cost(step: ConvStep, schedule: str) -> float:

@@ -28,10 +28,12 @@ def conv_graph(
     kernel: int = 3,
     stride: int = 1,
     pad: int = 1,
+    codes: bool = False,
 ) -> Graph:
-    """Sign input (C, H, H) → a binary conv (3×3 stride-1 pad-1 unless told; GDQ,
-    ``alpha_share`` of the weights at alpha; ``symmetric``: plain ±1 weights) → batch norm →
-    sign → a one-output linear head (negligible cost)."""
+    """Sign input (C, H, H) (``codes``: 8-bit input codes, as a first layer) → a binary conv
+    (3×3 stride-1 pad-1 unless told; GDQ, ``alpha_share`` of the weights at alpha;
+    ``symmetric``: plain ±1 weights) → batch norm → sign → a one-output linear head (negligible
+    cost)."""
     rng = np.random.default_rng(seed)
     b = rng.random((o, c, kernel, kernel)) >= alpha_share
     lo, hi = (-1.0, 1.0) if symmetric else (-0.3, 1.1)
@@ -50,7 +52,8 @@ def conv_graph(
     head = O.BinaryLinear(
         "fc", rng.random((1, o * oh * oh)) < 0.5, np.full(1, -1.0), np.full(1, 1.0), np.zeros(1)
     )
-    ops = (O.Sign("in"), conv, bn, O.Sign("act"), O.Flatten("flat"), head)
+    first = O.QuantizeInput("in", 1 / 255, 0, 255) if codes else O.Sign("in")
+    ops = (first, conv, bn, O.Sign("act"), O.Flatten("flat"), head)
     return lower(Graph.chain(real((c, h, h)), ops))
 
 

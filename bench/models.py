@@ -142,7 +142,8 @@ def layer_rows(name: str, compiled, folder: Path, x: np.ndarray, isa: str, top: 
         )
         macs = g.oh * g.ow * g.o * g.c * g.kh * g.kw * len(step.masks) * bits
         sched = {ConvView: "generic", PlanarView: "planar", CodePlanarView: "code-planar"}[type(w)]
-        pred = layer_cost(step, sched, isa) if sched != "code-planar" else None
+        sched = "code-dot" if isinstance(w, ConvView) and w.input == "dot" else sched
+        pred = layer_cost(step, sched, isa)
         rate = macs / t
         rows.append(
             f"| {name} | {w.name} | {sched} | {macs / 1e6:.1f} M |"

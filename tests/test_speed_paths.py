@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bnc.backends.c.emit import emit
-from bnc.backends.c.lower import AltView, CodePlanarView, ConvView, PlanarView
+from bnc.backends.c.lower import AltView, ConvView, PlanarView
 from bnc.backends.c.lower import lower as c_lower
 from bnc.backends.c.toolchain import HOST, build
 from bnc.ir import interpreter as interp
@@ -37,8 +37,17 @@ PATHS = {
     "portable": ("-O2 -DBNC_PORTABLE", None, None, "portable"),
     "ssse3": ("-O2", "-mssse3 -mno-avx", None, "portable"),
     "avx2": ("-O2", "-mavx2 -mno-avx512f", "avx2", "avx2"),
-    "avx512bw": ("-O2", "-march=native -mno-avx512vpopcntdq", "avx512bw", "avx2"),
+    "avx512bw": ("-O2", "-march=native -mno-avx512vpopcntdq -mno-avx512vnni", "avx512bw", "avx2"),
     "avx512-vpopcntdq": ("-O2", "-march=native", "avx512_vpopcntdq", "avx512vpopcntdq"),
+}
+# the code-dot kernel's path (BNC_DOTQ_ISA) under each; -march=native takes VNNI where the CPU
+# has it
+DOTQ = {
+    "portable": "portable",
+    "ssse3": "portable",
+    "avx2": "avx2",
+    "avx512bw": "avx512bw",
+    "avx512-vpopcntdq": "avx512vnni" if " avx512_vnni" in CPU else "avx512bw",
 }
 
 
@@ -47,10 +56,10 @@ def _needs(flag: str | None, path: str) -> None:
         pytest.skip(f"this machine has no {flag}: the {path} path could not run here")
 
 
-def _picked(folder: Path, cflags: str, arch: str | None) -> str:
-    """The popdot path bnc_simd.h selects under these flags (its BNC_POPDOT_ISA)."""
+def _picked(folder: Path, cflags: str, arch: str | None, macro: str = "BNC_POPDOT_ISA") -> str:
+    """The path bnc_simd.h selects under these flags (its BNC_POPDOT_ISA, or ``macro``)."""
     probe = folder / "probe.c"
-    probe.write_text('#include "bnc_simd.h"\nconst char *bnc_path = BNC_POPDOT_ISA;\n')
+    probe.write_text(f'#include "bnc_simd.h"\nconst char *bnc_path = {macro};\n')
     out = subprocess.run(
         ["cc", "-E", "-P", *cflags.split(), *(arch or "").split(), str(probe)],
         cwd=folder, check=True, capture_output=True, text=True,
@@ -74,6 +83,7 @@ def test_every_host_path_matches_interpreter(path: str, tmp_path: Path) -> None:
         build(folder, HOST, cflags=cflags, arch=arch)
         if i == 0:
             assert _picked(folder, cflags, arch) == popdot
+            assert _picked(folder, cflags, arch, "BNC_DOTQ_ISA") == DOTQ[path]
         x = random_input(graph, 5, seed)
         got, _ = host.run(folder, x, HOST)
         assert_equal(graph, x, got, f"c {path} ({sched}, case {i})")
@@ -118,14 +128,27 @@ def test_generic_plane_forms(shift: int, form: str, tmp_path: Path, monkeypatch)
     assert seen >= 6
 
 
-def test_code_input_layers_take_the_code_planar_schedule(tmp_path: Path) -> None:
-    """A stride-1 layer over integer codes (the input quantizer's) is code-planar by default."""
+def test_code_input_layers_take_code_dot_or_code_planar(tmp_path: Path) -> None:
+    """A layer over 8-bit codes (the input quantizer's) takes the code-dot kernel where the
+    cost model says so (the bundled model's first layer: 1 -> 64, 3x3, 28x28), code-planar
+    when asked for (``planar``) or where sparse weights make it cheaper; ``generic`` over codes
+    is code-dot. Each equals the interpreter."""
+    graph = lower(conv_graph(1, 28, 64, 0.5, 3, codes=True))
+    for schedule, want in (("auto", "dot"), ("generic", "dot"), ("planar", "code-planar")):
+        first = c_lower(graph, "m", schedule).layers[0]
+        got = first.input if isinstance(first, ConvView) else first.kind
+        assert got == want, schedule
+        folder = tmp_path / schedule
+        folder.mkdir()
+        emit(graph, folder, "m", HOST, schedule)
+        x = random_input(graph, 4, 0)
+        out, _ = host.run(folder, x, HOST)
+        assert_equal(graph, x, out, f"c {schedule}")
     kinds = set()
     for seed in range(12):
-        graph = lower(random_graph(seed))
-        for v in c_lower(graph, "m").layers:
-            kinds.add(type(v))
-    assert CodePlanarView in kinds
+        for v in c_lower(lower(random_graph(seed)), "m").layers:
+            kinds.add(v.input if isinstance(v, ConvView) else type(v).__name__)
+    assert {"dot", "CodePlanarView"} <= kinds
 
 
 def test_a_layer_in_two_schedules_by_instruction_set(tmp_path: Path) -> None:

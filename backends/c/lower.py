@@ -33,6 +33,10 @@ Three schedules compute a convolution (``schedule`` picks one per layer, see ``c
   (``pshufb`` / ``vqtbl1q_u8``) and one add. Zero nibbles have no entry, so a zero kernel costs
   nothing and a one-hot kernel one lookup per vector; ``T`` is counted once per position and
   shared by all output channels;
+* ``code-dot`` (codes of a byte, any stride: the 8-bit first layer): the generic kernel with
+  the input as zero-padded byte planes; four taps of a window row are one 32-bit broadcast
+  against 0/1 weight bytes of 16 output channels (``bnc_dotq``: AVX-512 VNNI ``vpdpbusd``,
+  else ``pmaddubsw`` + ``pmaddwd``), ``T`` one more lane of ones, then the same plane;
 * ``code-planar`` (stride 1, codes held as integers: the 8-bit first layer): each input channel
   zero-padded into a flat plane, and each one of ``b[o]`` adds that plane shifted by its tap
   over all positions (a one-hot kernel is one vector add per vector of positions, a zero
@@ -155,13 +159,23 @@ class ConvView(Geometry):
     c32: tuple[int, ...]  # the threshold constant (-1 on padded channels)
     k32: tuple[int, ...]  # c + s * off * nnz[o]: the interior constant
     nnz_total: tuple[int, ...]  # bits: ones of each mask, [m][o]
+    # input "dot" (code-dot: codes of at most 8 bits as bytes against 0/1 weights, four taps at
+    # once): the byte offset of the stored codes (x + xoff: unsigned), the zero-padded byte
+    # planes' rows and row length, each quad's offset in them ((c * hp + ky) * xw + 4j: taps
+    # kx = 4j .. 4j + 3 of row ky), the lanes (OP per mask, then the window's sum T at tlane)
+    xoff: int = 0
+    hp: int = 0
+    xw: int = 0
+    qo: tuple[int, ...] = ()
+    lanes: int = 0
+    tlane: int = 0
 
     kind = ViewKind.CONV
 
     @property
     def parallel(self) -> bool:
         """Threads share it (pixels or output channels); over codes, thread 0 runs it."""
-        return self.input == "bits"
+        return self.input in ("bits", "dot")
 
 
 class _Entries:
@@ -413,7 +427,7 @@ class ModelView(ModelIO):
     def simd(self) -> bool:
         """Some layer uses bnc_simd.h: a planar layer, or a generic one over bits."""
         return bool(self.nib_size) or any(
-            isinstance(v, AltView) or (isinstance(v, ConvView) and v.input == "bits")
+            isinstance(v, AltView) or (isinstance(v, ConvView) and v.input in ("bits", "dot"))
             for v in self.layers
         )
 
@@ -474,6 +488,18 @@ RELAYOUT_NS = {"avx512": 9.6, "avx2": 4.4, "neon": 6.0, "portable": 8.0}
 ENTRY_NS = {"avx512": 0.69, "avx2": 0.62, "neon": 1.5, "portable": 8.0}
 CHANNEL_VECTOR_NS = {"avx512": 11.2, "avx2": 19.5, "neon": 20.0, "portable": 30.0}
 BORDER_NS = {"avx512": 9.4, "avx2": 5.8, "neon": 15.0, "portable": 15.0}
+# code-dot: ns per pixel, per (quad, block of 16 lanes) of bnc_dotq, per block of the int32
+# vector plane (twice that in double); code-planar: per (entry, vector of positions) and per
+# (output channel, vector) of the plane; both: per (output channel, pixel) of a scalar int64
+# plane (codes or planes out), per threshold of a code. Fitted to the first layers of the
+# bundled, residual, W2A2 and CNV models (50 % and 95 % alpha) on both x86 paths; NEON and
+# portable are guesses (NEON keeps code-planar: bnc_dotq is scalar there).
+DOT_PIXEL_NS = {"avx512": 2.0, "avx2": 2.0, "neon": 10.0, "portable": 10.0}
+DOT_QUAD_NS = {"avx512": 0.18, "avx2": 0.5, "neon": 8.0, "portable": 8.0}
+DOT_PLANE_NS = {"avx512": 1.6, "avx2": 2.4, "neon": 6.0, "portable": 6.0}
+CP_ENTRY_NS = {"avx512": 0.54, "avx2": 0.6, "neon": 1.5, "portable": 8.0}
+CP_CHANNEL_NS = {"avx512": 13.2, "avx2": 14.0, "neon": 20.0, "portable": 30.0}
+CODE_SCALAR_NS, CODE_THRESHOLD_NS = 1.2, 0.5
 
 
 def entries_count(step: ConvStep, unit: str) -> int:
@@ -491,7 +517,7 @@ def layer_cost(step: ConvStep, schedule: str, isa: str) -> float | None:
     p, m = step.src.planes, len(step.masks)
     groups = m * p
     if not step.packed_in:
-        return None
+        return _code_cost(step, schedule, isa)
     if schedule == "generic":
         k = taps * words(g.c)
         op = _round_up(g.o, LANES)
@@ -510,13 +536,48 @@ def layer_cost(step: ConvStep, schedule: str, isa: str) -> float | None:
     return (relayout + entries + plane + g.o * border * BORDER_NS[isa]) * 1e-9
 
 
+def _code_cost(step: ConvStep, schedule: str, isa: str) -> float | None:
+    """``layer_cost`` of a layer over integer codes: code-dot (codes of a byte), code-planar
+    (stride 1), else None."""
+    g = step.geo
+    pix, m = g.oh * g.ow, len(step.masks)
+    codes = step.code_out
+    scalar = CODE_SCALAR_NS * (m + 2) + (CODE_THRESHOLD_NS * len(codes.c) if codes else 0.0)
+    if schedule == "code-dot":
+        xoff = dot_offset(step)
+        if xoff is None:
+            return None
+        op = _round_up(g.o, LANES)
+        blocks = _round_up(max(m * op, (g.o if g.o < op else m * op) + 1), LANES) // LANES
+        quads = g.c * g.kh * -(-g.kw // 4)
+        fast = _dot_form(step, 0, xoff)
+        plane = (op // LANES) * DOT_PLANE_NS[isa] * (2 if fast == "f64" else 1) if fast else 0.0
+        ns = pix * (DOT_PIXEL_NS[isa] + quads * blocks * DOT_QUAD_NS[isa] + plane)
+        return (ns + (0.0 if fast else pix * g.o * scalar)) * 1e-9
+    if schedule == "code-planar" and (g.sh, g.sw) == (1, 1):
+        vectors = -(-g.oh * (g.w + 2 * g.pw) // (VECTOR_BYTES[isa] // 2))
+        ones = sum(int(mk.weight.sum()) for mk in step.masks)
+        plain = step.mode is Mode.THRESHOLD and not step.adds and not step.bit_adds
+        ns = ones * vectors * CP_ENTRY_NS[isa] + g.o * m * vectors * CP_CHANNEL_NS[isa]
+        return (ns + (0.0 if plain else pix * g.o * scalar * 0.25)) * 1e-9
+    return None
+
+
 def choose(step: ConvStep, schedule: str, isa: str = "avx512") -> str:
-    """The schedule of one convolution: ``code-planar`` over integer codes at stride 1 (unless
-    ``generic`` is asked for), ``planar`` needs stride 1 and packed bits in; ``auto`` takes the
-    cheaper by ``layer_cost`` on vector path ``isa``."""
+    """The schedule of one convolution. Over integer codes: ``code-dot`` where they fit a byte
+    (any stride; ``generic`` asks for it), ``code-planar`` at stride 1 (``planar`` asks for
+    it), ``auto`` the cheaper by ``layer_cost``, else the generic loop over codes. Over bits:
+    ``planar`` needs stride 1; ``auto`` takes the cheaper by ``layer_cost`` on vector path
+    ``isa``."""
     g = step.geo
     if not step.packed_in:
-        return "code-planar" if (g.sh, g.sw) == (1, 1) and schedule != "generic" else "generic"
+        dot = layer_cost(step, "code-dot", isa)
+        cplanar = layer_cost(step, "code-planar", isa)
+        if schedule == "generic" or cplanar is None:
+            return "code-dot" if dot is not None else "generic"
+        if schedule == "planar" or dot is None or isa not in ("avx512", "avx2"):
+            return "code-planar"  # (bnc_dotq is scalar but on x86)
+        return "code-dot" if dot < cplanar else "code-planar"
     if (g.sh, g.sw) != (1, 1):
         return "generic"
     if schedule != "auto":
@@ -647,16 +708,17 @@ def plane_form(step: ConvStep, acc_bound: int = 0) -> str:
     return "" if not simple else "i32" if bound < 2**31 else "f64" if bound < 2**53 else ""
 
 
-def _fast_plane(step: ConvStep, op: int, acc_bound: int):
+def _fast_plane(step: ConvStep, op: int, acc_bound: int, dot_off: int | None = None):
     """The generic bit kernel's vector plane (``plane_form``) and its coefficients, per
     output channel padded to ``op``: t, cf [g][op] (g = mask * planes + input plane: s*wj),
-    so [m][op] (s*off: each valid one of mask m), c (-1 on padding), k = c + sum_m so*nnz."""
+    so [m][op] (s*off: each valid one of mask m), c (-1 on padding), k = c + sum_m so*nnz.
+    ``dot_off``: the code-dot kernel's (counts of bytes ``x - dot_off``, one plane)."""
     o = step.geo.o
-    fast = plane_form(step, acc_bound)
+    fast = plane_form(step, acc_bound) if dot_off is None else _dot_form(step, acc_bound, dot_off)
     if not fast:
         return "", (), (), (), (), ()
     pad = (0,) * (op - o)
-    off, wj = step.src.tap_offset, step.src.plane_weights
+    off, wj = (step.src.tap_offset, step.src.plane_weights) if dot_off is None else (dot_off, (1,))
     t32 = (*step.t, *pad)
     cf = tuple(v for mk in step.masks for w in wj for v in (*(s * w for s in mk.s), *pad))
     so = tuple(v for mk in step.masks for v in (*(s * off for s in mk.s), *pad))
@@ -666,6 +728,101 @@ def _fast_plane(step: ConvStep, op: int, acc_bound: int):
         for k, nz in enumerate(mk.weight.reshape(o, -1).sum(axis=1)):
             k32[k] += mk.s[k] * off * int(nz)
     return fast, t32, cf, so, c32, tuple(k32)
+
+
+def dot_offset(step: ConvStep) -> int | None:
+    """What the code-dot kernel adds to a code to store it as an unsigned byte (0, or 128 for
+    int8 codes); None where the codes do not fit a byte."""
+    lo, hi = step.src.lo, step.src.hi
+    return 0 if 0 <= lo and hi <= 255 else 128 if -128 <= lo and hi <= 127 else None
+
+
+def _dot_form(step: ConvStep, acc_bound: int, xoff: int) -> str:
+    """``plane_form`` for the code-dot kernel, whose counts are of the stored bytes ``x + xoff``
+    (up to ``255 * n``) and whose constant takes ``-xoff`` per one of the weights."""
+    simple = step.mode is Mode.THRESHOLD and all(
+        b.src.storage is Storage.BITS for b in step.bit_adds
+    )
+    if not simple or step.points:
+        return ""
+    g = step.geo
+    n = g.c * g.kh * g.kw
+    vmax = max(abs(step.src.lo), abs(step.src.hi))
+    shortcuts = sum(max(abs(v) for v in b.s) for b in step.bit_adds)
+    worst = max(
+        abs(step.t[k]) * n * vmax + sum(abs(mk.s[k]) for mk in step.masks) * n * (255 + xoff)
+        + abs(step.c[k])
+        for k in range(g.o)
+    )  # fmt: skip
+    bound = worst + shortcuts + acc_bound
+    return "i32" if bound < 2**31 else "f64" if bound < 2**53 else ""
+
+
+def _code_dot(
+    step: ConvStep, src: str, dst: str, add: str, bit_adds: tuple[BitAddView, ...], src_type: str,
+    acc_bound: int,
+) -> ConvView:  # fmt: skip
+    """The code-dot kernel: the generic kernel with the window's codes as bytes, four taps of a
+    row to one 32-bit broadcast, against 0/1 weight bytes of 16 lanes at a time (AVX-512 VNNI
+    ``vpdpbusd``, or ``pmaddubsw`` + ``pmaddwd``); ``T`` is one more lane of ones."""
+    g = step.geo
+    o, masks = g.o, step.masks
+    xoff = dot_offset(step)
+    assert xoff is not None
+    op = _round_up(o, LANES)
+    tlane = o if o < op else len(masks) * op
+    lanes = _round_up(max(len(masks) * op, tlane + 1), LANES)
+    hp, wp = g.h + 2 * g.ph, g.w + 2 * g.pw
+    jq = -(-g.kw // 4)
+    xw = max(wp, (g.ow - 1) * g.sw + 4 * jq)
+    qo = tuple(
+        (c * hp + ky) * xw + 4 * j for c in range(g.c) for ky in range(g.kh) for j in range(jq)
+    )
+    w = np.zeros((len(qo), lanes, 4), dtype=np.int8)
+    for q, (c, ky, j) in enumerate(
+        (c, ky, j) for c in range(g.c) for ky in range(g.kh) for j in range(jq)
+    ):
+        kx = slice(4 * j, min(4 * j + 4, g.kw))
+        n = kx.stop - kx.start
+        for m, mk in enumerate(masks):
+            w[q, m * op : m * op + o, :n] = mk.weight[:, c, ky, kx]
+        w[q, tlane, :n] = 1
+    fast, t32, cf32, so32, c32, k32 = _fast_plane(step, op, acc_bound, dot_off=-xoff)
+    return ConvView(
+        **step.view_fields(),
+        input="dot",
+        src_type=src_type,
+        codes=CodesOut.of(step),
+        add=add,
+        bit_adds=bit_adds,
+        nw=words(g.c),
+        onw=words(o),
+        planes_in=1,
+        wj=(1,),
+        off=-xoff,
+        masks=len(masks),
+        weights=tuple(str(int(v)) for v in w.reshape(-1)),
+        nnz=(),
+        t=step.t,
+        s=tuple(v for mk in masks for v in mk.s),
+        c0=step.c,
+        src=src,
+        dst=dst,
+        op=op,
+        fast=fast,
+        t32=t32,
+        cf32=cf32,
+        so32=so32,
+        c32=c32,
+        k32=k32,
+        nnz_total=tuple(int(v) for mk in masks for v in mk.weight.reshape(o, -1).sum(axis=1)),
+        xoff=xoff,
+        hp=hp,
+        xw=xw,
+        qo=qo,
+        lanes=lanes,
+        tlane=tlane,
+    )
 
 
 def _code_planar(
@@ -882,6 +1039,8 @@ def lower(
                     return _planar(step, src, dst, add, bits_, unit)  # noqa: B023
                 if how == "code-planar":
                     return _code_planar(step, src, dst, add, bits_, elem_type(step.src), acc_bound)  # noqa: B023
+                if how == "code-dot":
+                    return _code_dot(step, src, dst, add, bits_, elem_type(step.src), acc_bound)  # noqa: B023
                 return _generic(step, src, dst, add, bits_, elem_type(step.src), acc_bound)  # noqa: B023
 
             isas = HOST_ISAS if unit == "nibble" else ("neon",)
@@ -897,6 +1056,7 @@ def lower(
     every = [w for v in layers for w in ((v.a, v.b) if isinstance(v, AltView) else (v,))]
     planar = [v for v in every if isinstance(v, PlanarView)]
     cplanar = [v for v in every if isinstance(v, CodePlanarView)]
+    dots = [v for v in every if isinstance(v, ConvView) and v.input == "dot"]
     c0, h0, w0 = graph.input.shape
     return ModelView(
         **ModelIO.of(graph, sched, name).fields(),
@@ -919,7 +1079,9 @@ def lower(
         threads=threads,
         nib_size=max((v.planes_in * v.planes * v.ps for v in planar), default=0),
         xp_words=max(
-            ((v.c * v.ps * (1 if v.xt == "int16_t" else 2) + 1) // 2 for v in cplanar), default=0
+            [(v.c * v.ps * (1 if v.xt == "int16_t" else 2) + 1) // 2 for v in cplanar]
+            + [(v.c * v.hp * v.xw + 3) // 4 for v in dots],
+            default=0,
         ),
         xq_size=max((v.ps for v in cplanar), default=0),
         xs_size=max((v.masks * v.ps for v in cplanar), default=0),

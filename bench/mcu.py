@@ -89,6 +89,31 @@ def case(name, compiled, target, schedule, x, out: Path) -> dict[str, object]:
     }
 
 
+def bundled_rows(samples: int, out: Path) -> list[str]:
+    """The bundled model on Cortex-M4 under auto: each layer's schedule, the estimate
+    (``bnc.backends.mcu.lower.cost``) and the measured instructions, and the 17 M target."""
+    from bnc.backends.core import ConvStep
+    from bnc.backends.mcu import lower as mcu_lowering
+    from bnc.ir.passes.narrow import NarrowThresholds
+
+    data = np.load(ROOT / "examples" / "fashion_test.npz")
+    x = (data["images"][:samples].astype(np.float32) / np.float32(255.0)).astype(np.float32)
+    r = case("fashion (bundled)", ROOT / "examples" / "fashion_bnn.pt", "cortex-m4", "auto", x, out)
+    graph = bnc.compile(ROOT / "examples" / "fashion_bnn.pt", target="cortex-m4").lowered
+    sched = mcu_lowering.code_planes(NarrowThresholds().apply(graph), "auto")
+    steps = {re.sub(r"\W", "_", s.name): s for s in sched.steps if isinstance(s, ConvStep)}
+    lines = ["| layer | schedule | estimate | measured |", "| --- | --- | --- | --- |"]
+    for layer, n in r["layers"].items():
+        how = next((v for k, v in r["schedules"].items() if re.sub(r"\W", "_", k) == layer), "")
+        est = f"{mcu_lowering.cost(steps[layer], 'auto'):,.0f}" if layer in steps else "—"
+        lines.append(f"| {layer} | {how} | {est} | {n:,.0f} |")
+    auto = r["insns"]
+    lines += ["", f"Whole inference: {auto:,.0f} instructions (target <= {M4_TARGET:,}:"
+              f" {'met' if auto <= M4_TARGET else 'missed'}); model.o {r['flash']:,} B flash,"
+              f" {r['sram']:,} B SRAM."]  # fmt: skip
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=20)

@@ -8,7 +8,8 @@ layer in the multi-bit forms (W1A1, ternary at 50 / 90 % zeros, W2A2, W1A4), the
 predictions beside measured times for layers in both schedules on each x86 path this CPU runs
 (bench/layers.py; a wrong ranking fails the bench), the bundled example, the residual example
 and FINN's CNV against their fp32 twins with 1 and 2 threads and each of their layers
-(bench/models.py), and the static NEON figures (clang + llvm-mca, Cortex-A72).
+(bench/models.py), the static NEON figures (clang + llvm-mca, Cortex-A72), and the bundled
+model's instructions per inference on Cortex-M4 by layer, estimated and measured (bench/mcu.py).
 Rates are binary MACs per second counted densely (C*9 per output), so a sparse layer's rate is
 its effective rate. Times are medians; this machine is shared and noisy.
 """
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench import multibit  # noqa: E402
 from bench.common import PROFILE, build_host, conv_graph, time_artifact  # noqa: E402
 from bench.layers import rows as layer_rows  # noqa: E402
+from bench.mcu import bundled_rows as mcu_rows  # noqa: E402
 from bench.models import rows as model_rows  # noqa: E402
 from bench.multibit import rows as multibit_rows  # noqa: E402
 from bnc.backends.c.emit import emit  # noqa: E402
@@ -185,6 +187,9 @@ def main() -> None:
         lines += ["", "### Whole models, batch 1 (runs alternating, medians)", ""] + whole
         lines += ["", "### Each model's layers, one thread", ""] + per_layer
         lines += ["", "### ARM, static (clang -O3 -mcpu=cortex-a72, llvm-mca)", ""] + neon(tmp)
+        say("bench: the bundled model on Cortex-M4 (qemu-system-arm -icount)")
+        lines += ["", "### Cortex-M4, the bundled model (instructions per inference)", ""]
+        lines += mcu_rows(4, tmp)
     if wrong:
         lines += ["", f"**Wrong rankings**: {'; '.join(wrong)}"]
     print("\n".join(lines))

@@ -133,7 +133,7 @@ def test_code_input_layers_take_code_dot_or_code_planar(tmp_path: Path) -> None:
     cost model says so (the bundled model's first layer: 1 -> 64, 3x3, 28x28), code-planar
     when asked for (``planar``) or where sparse weights make it cheaper; ``generic`` over codes
     is code-dot. Each equals the interpreter."""
-    graph = lower(conv_graph(1, 28, 64, 0.5, 3, codes=True))
+    graph = conv_graph(1, 28, 64, 0.5, 3, codes=True)
     for schedule, want in (("auto", "dot"), ("generic", "dot"), ("planar", "code-planar")):
         first = c_lower(graph, "m", schedule).layers[0]
         got = first.input if isinstance(first, ConvView) else first.kind
@@ -188,6 +188,10 @@ def test_threads_give_the_same_answers(threads: int, tmp_path: Path, monkeypatch
     cases += [lower(random_dag(s)) for s in range(40, 43)]
     cases += [lower(multibit_dag(s)) for s in range(40, 43)]
     cases += [conv_graph(40, 9, 70, 0.9), conv_graph(64, 7, 40, 0.5, kernel=7, pad=0)]
+    # code-dot: the bundled model's first layer, and a strided one of 20 channels (T in the
+    # padding lanes) over three input channels with a 5-wide kernel (two quads a row)
+    cases += [conv_graph(1, 28, 64, 0.5, codes=True)]
+    cases += [conv_graph(3, 15, 20, 0.5, kernel=5, stride=2, pad=2, codes=True)]
     for i, graph in enumerate(cases):
         folder = tmp_path / str(i)
         folder.mkdir()

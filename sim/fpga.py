@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bnc import progress
 from bnc.errors import BncError
 from bnc.ir import ops as O
 from bnc.ir.interpreter import run_op
@@ -26,16 +26,15 @@ def build(folder: Path, spec: dict[str, Any]) -> Path:
     sources = [folder / f for f in (folder / "files.f").read_text().split()]
     if exe.exists() and all(exe.stat().st_mtime >= s.stat().st_mtime for s in sources):
         return exe
-    print(f"bnc: building the Verilator model of {folder} (once)", file=sys.stderr, flush=True)
     # GNU make cannot build in a path with spaces: build a copy elsewhere, keep the binary.
     with tempfile.TemporaryDirectory(prefix="bnc-verilate-") as tmp:
         spaced = any(c.isspace() for c in str(folder.resolve()))
         where = Path(tmp) / "art" if spaced else folder
         if spaced:
             shutil.copytree(folder, where, ignore=shutil.ignore_patterns("obj"))
-        proc = subprocess.run(
+        proc = progress.run(
             ["make", "-s", "-C", str(where), f"VERILATOR={verilator.executable()}"],
-            capture_output=True, text=True, env=verilator.env(),
+            f"building the Verilator model of {folder} (once)", env=verilator.env(),
         )  # fmt: skip
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]

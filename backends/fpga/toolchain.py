@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bnc import progress
 from bnc.errors import BncError
 
 STAT = "synth_stat.txt"
@@ -57,13 +57,14 @@ def synthesize(folder: Path, quiet: bool = False) -> Resources:
         yosys = shutil.which("yosys")
         if yosys is None:
             raise BncError("resource estimates need yosys: apt-get install yosys")
-        if not quiet:
-            print(f"bnc: synthesizing {folder} with yosys synth_xilinx (once; this can take"
-                  " minutes for large designs)", file=sys.stderr, flush=True)  # fmt: skip
         tmp = folder / f".{STAT}.tmp"
         script = (folder / "synth.ys").read_text().replace(f"tee -o {STAT}", f"tee -o {tmp.name}")
-        proc = subprocess.run(
-            [yosys, "-q", "-p", script], cwd=folder, capture_output=True, text=True
+        args = [yosys, "-q", "-p", script]
+        what = f"synthesizing {folder} with yosys synth_xilinx (once; minutes for large designs)"
+        proc = (
+            subprocess.run(args, cwd=folder, capture_output=True, text=True)
+            if quiet
+            else progress.run(args, what, cwd=folder)
         )
         if proc.returncode != 0 or not tmp.exists():
             tmp.unlink(missing_ok=True)

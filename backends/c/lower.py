@@ -787,24 +787,33 @@ def _code_dot(
         for m, mk in enumerate(masks):
             w[q, m * op : m * op + o, :n] = mk.weight[:, c, ky, kx]
         w[q, tlane, :n] = 1
-    fast, t32, cf32, so32, c32, k32 = _fast_plane(step, op, acc_bound, dot_off=-xoff)
+    return _conv_view(
+        step, src, dst, add, bit_adds, src_type, op, _fast_plane(step, op, acc_bound, -xoff),
+        input="dot", planes_in=1, wj=(1,), off=-xoff,
+        weights=tuple(str(int(v)) for v in w.reshape(-1)), nnz=(),
+        nnz_total=tuple(int(v) for mk in masks for v in mk.weight.reshape(o, -1).sum(axis=1)),
+        xoff=xoff, hp=hp, xw=xw, qo=qo, lanes=lanes, tlane=tlane,
+    )  # fmt: skip
+
+
+def _conv_view(
+    step: ConvStep, src: str, dst: str, add: str, bit_adds: tuple[BitAddView, ...], src_type: str,
+    op: int, fast_plane: tuple, **kernel,
+) -> ConvView:  # fmt: skip
+    """The generic kernel's view: what every input form shares, the vector plane
+    (``_fast_plane``'s tuple) and the input form's own fields (``kernel``)."""
+    fast, t32, cf32, so32, c32, k32 = fast_plane
     return ConvView(
         **step.view_fields(),
-        input="dot",
         src_type=src_type,
         codes=CodesOut.of(step),
         add=add,
         bit_adds=bit_adds,
-        nw=words(g.c),
-        onw=words(o),
-        planes_in=1,
-        wj=(1,),
-        off=-xoff,
-        masks=len(masks),
-        weights=tuple(str(int(v)) for v in w.reshape(-1)),
-        nnz=(),
+        nw=words(step.geo.c),
+        onw=words(step.geo.o),
+        masks=len(step.masks),
         t=step.t,
-        s=tuple(v for mk in masks for v in mk.s),
+        s=tuple(v for mk in step.masks for v in mk.s),
         c0=step.c,
         src=src,
         dst=dst,
@@ -815,13 +824,7 @@ def _code_dot(
         so32=so32,
         c32=c32,
         k32=k32,
-        nnz_total=tuple(int(v) for mk in masks for v in mk.weight.reshape(o, -1).sum(axis=1)),
-        xoff=xoff,
-        hp=hp,
-        xw=xw,
-        qo=qo,
-        lanes=lanes,
-        tlane=tlane,
+        **kernel,
     )
 
 
@@ -906,37 +909,18 @@ def _generic(
         wk = "codes"  # 0/1 as [m][c][ky][kx][o]: S for all o vectorizes
         wts = tuple(str(int(v)) for mk in masks for v in mk.weight.reshape(o, -1).T.reshape(-1))
         nnz = ()
-    return ConvView(
-        **step.view_fields(),
-        input=wk,
-        src_type=src_type,
-        codes=CodesOut.of(step),
-        add=add,
-        bit_adds=bit_adds,
-        nw=words(step.geo.c),
-        onw=words(o),
-        planes_in=step.src.planes,
+    nnz_total = (
+        tuple(int(v) for mk in masks for v in mk.weight.reshape(o, -1).sum(axis=1))
+        if step.packed_in
+        else ()
+    )
+    return _conv_view(
+        step, src, dst, add, bit_adds, src_type, op, (fast, t32, cf32, so32, c32, k32),
+        input=wk, planes_in=step.src.planes,
         wj=step.src.plane_weights if step.packed_in else (1,),
         off=step.src.tap_offset if step.packed_in else 0,
-        masks=len(masks),
-        weights=wts,
-        nnz=nnz,
-        t=step.t,
-        s=tuple(v for mk in masks for v in mk.s),
-        c0=step.c,
-        src=src,
-        dst=dst,
-        op=op,
-        fast=fast,
-        t32=t32,
-        cf32=cf32,
-        so32=so32,
-        c32=c32,
-        k32=k32,
-        nnz_total=tuple(int(v) for mk in masks for v in mk.weight.reshape(o, -1).sum(axis=1))
-        if step.packed_in
-        else (),
-    )
+        weights=wts, nnz=nnz, nnz_total=nnz_total,
+    )  # fmt: skip
 
 
 def data_view(

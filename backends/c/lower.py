@@ -547,8 +547,8 @@ def _code_cost(step: ConvStep, schedule: str, isa: str) -> float | None:
         xoff = dot_offset(step)
         if xoff is None:
             return None
-        op = _round_up(g.o, LANES)
-        blocks = _round_up(max(m * op, (g.o if g.o < op else m * op) + 1), LANES) // LANES
+        op, _, lanes = _dot_lanes(g.o, m)
+        blocks = lanes // LANES
         quads = g.c * g.kh * -(-g.kw // 4)
         fast = _dot_form(step, 0, xoff)
         plane = (op // LANES) * DOT_PLANE_NS[isa] * (2 if fast == "f64" else 1) if fast else 0.0
@@ -737,6 +737,14 @@ def dot_offset(step: ConvStep) -> int | None:
     return 0 if 0 <= lo and hi <= 255 else 128 if -128 <= lo and hi <= 127 else None
 
 
+def _dot_lanes(o: int, masks: int) -> tuple[int, int, int]:
+    """The code-dot kernel's lanes: OP (each mask's channels, padded to LANES), the lane of T
+    (the first padding lane, else one block more) and all lanes."""
+    op = _round_up(o, LANES)
+    tlane = o if o < op else masks * op
+    return op, tlane, _round_up(max(masks * op, tlane + 1), LANES)
+
+
 def _dot_form(step: ConvStep, acc_bound: int, xoff: int) -> str:
     """``plane_form`` for the code-dot kernel, whose counts are of the stored bytes ``x + xoff``
     (up to ``255 * n``) and whose constant takes ``-xoff`` per one of the weights."""
@@ -769,9 +777,7 @@ def _code_dot(
     o, masks = g.o, step.masks
     xoff = dot_offset(step)
     assert xoff is not None
-    op = _round_up(o, LANES)
-    tlane = o if o < op else len(masks) * op
-    lanes = _round_up(max(len(masks) * op, tlane + 1), LANES)
+    op, tlane, lanes = _dot_lanes(o, len(masks))
     hp, wp = g.h + 2 * g.ph, g.w + 2 * g.pw
     jq = -(-g.kw // 4)
     xw = max(wp, (g.ow - 1) * g.sw + 4 * jq)

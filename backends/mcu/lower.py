@@ -187,12 +187,13 @@ def _slice_entries(step: ConvStep) -> tuple[list[np.ndarray], list[int]]:
 
 
 def sliced_cost(step: ConvStep) -> float:
+    """Instruction estimate of the sliced schedule over one layer (``SLICED_*``)."""
     g = step.geo
     _, _, chunks = _slice_shape(step)
     taps, _ = _slice_entries(step)
     entries = sum(len(t) for t in taps)
-    groups = -(-_counter_bits(taps) // 8)
-    window = words(g.taps * g.c) if compact(step.weight, (g.ph, g.pw)) else g.taps * words(g.c)
+    groups = _count_bytes(taps)
+    window = _window_words(step)
     per_chunk = SLICED_ENTRY * entries + SLICED_OM * len(taps) * groups
     per_pixel = g.o * SLICED_CHANNEL + (len(taps) - g.o) * SLICED_MASK + SLICED_WINDOW * window
     return chunks * per_chunk + g.oh * g.ow * per_pixel + g.h * g.w * g.c * SLICED_BIT
@@ -502,9 +503,7 @@ def choose(step: ConvStep, schedule: str) -> str:
 
 def _dense_flash(step: ConvStep) -> int:
     """Bytes of the layer's weights as bits (the dense form)."""
-    g = step.geo
-    window = words(g.taps * g.c) if compact(step.weight, (g.ph, g.pw)) else g.taps * words(g.c)
-    return 4 * window * g.o * len(step.masks)
+    return 4 * _window_words(step) * step.geo.o * len(step.masks)
 
 
 def _sliced_flash(step: ConvStep) -> int:
@@ -548,17 +547,28 @@ def _scratch(step: ConvStep, sched: str) -> int:
         return _SIZE.get(step.src.ctype, 4) * g.c * g.kh * g.kw
     m = len(step.masks)
     taps = m * g.o * g.kh * g.kw if sched == "dense" and (g.ph, g.pw) != (0, 0) else 0
-    k = words(g.taps * g.c) if compact(step.weight, (g.ph, g.pw)) else g.taps * words(g.c)
+    k = _window_words(step)
     if sched == "sliced":
         _, psw, _ = _slice_shape(step)
         taps_, _ = _slice_entries(step)
-        groups = -(-_counter_bits(taps_) // 8)
-        return 4 * (k + psw * g.c) + 32 * groups * len(taps_)
+        return 4 * (k + psw * g.c) + 32 * _count_bytes(taps_) * len(taps_)
     return 4 * step.src.planes * k + _SIZE[_tap_type(g.c)] * taps
 
 
 def _counter_bits(taps: list[np.ndarray]) -> int:
+    """Bits of the sliced form's counters: the most entries of any (o, m) fit."""
     return max(1, max(len(t) for t in taps).bit_length())
+
+
+def _count_bytes(taps: list[np.ndarray]) -> int:
+    """Bytes of a count read out of those counters (eight bits each)."""
+    return -(-_counter_bits(taps) // 8)
+
+
+def _window_words(step: ConvStep) -> int:
+    """Words of one input plane's window (``compact`` or ``[ky][kx][nw]``)."""
+    g = step.geo
+    return words(g.taps * g.c) if compact(step.weight, (g.ph, g.pw)) else g.taps * words(g.c)
 
 
 def _tap_type(c: int) -> str:
@@ -617,9 +627,9 @@ def _bitconv(step: ConvStep, schedule: str, src, dst, win, out, add, bit_adds, p
                     hot.append(int(j) << 5 | (int(packed[r, j]).bit_length() - 1))
                 start.append(len(idx))
                 hot_start.append(len(hot))
-    # Border positions subtract the ones of b on their padded taps: the sparse form keeps
-    # them per (o, m, ky, kx) in flash, the dense form counts them from its weight words into
-    # the arena when the layer starts.
+    # Border positions subtract the ones of b on their padded taps: the sparse and sliced
+    # forms keep them per (o, m, ky, kx) in flash, the dense form counts them from its weight
+    # words into the arena when the layer starts.
     padded = (g.ph, g.pw) != (0, 0) and schedule in ("sparse", "sliced")
     taps = [mk.weight.sum(axis=1).reshape(o, -1) for mk in masks]  # (o, kh*kw) each
     nnz_tap = tuple(int(v) for r in range(o) for t in taps for v in t[r]) if padded else ()

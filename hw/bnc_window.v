@@ -1,8 +1,9 @@
 // bnc_window: the sliding-window generator. After a start pulse it walks every output pixel
-// (oy, ox) in raster order, G passes per pixel, and every kernel tap (ky, kx) per pass,
-// issuing one frame-buffer read per cycle: the input pixel's address, whether the tap lies
-// inside the image (a padded tap reads nothing and contributes nothing), the first / last
-// tap of the pass, the pass number and widx = pass * KH * KW + tap (the weight row).
+// (oy, ox) in raster order, G passes per pixel, every kernel tap (ky, kx) per pass and F
+// channel chunks per tap, issuing one frame-buffer read per cycle: the input pixel's
+// address, whether the tap lies inside the image (a padded tap reads nothing and contributes
+// nothing), the chunk, the first / last step of the pass, the pass number and
+// widx = (pass * KH * KW + tap) * F + chunk (the weight row).
 `default_nettype none
 module bnc_window #(
     parameter integer IH = 4, parameter integer IW = 4,
@@ -10,11 +11,13 @@ module bnc_window #(
     parameter integer SH = 1, parameter integer SW = 1,
     parameter integer PH = 0, parameter integer PW = 0,
     parameter integer G = 1,
+    parameter integer F = 1,
     parameter integer OH = (IH + 2 * PH - KH) / SH + 1,
     parameter integer OW = (IW + 2 * PW - KW) / SW + 1,
     parameter integer AW = (IH * IW <= 1) ? 1 : $clog2(IH * IW),
-    parameter integer XW = (G * KH * KW <= 1) ? 1 : $clog2(G * KH * KW),
-    parameter integer GW = (G <= 1) ? 1 : $clog2(G)
+    parameter integer XW = (G * KH * KW * F <= 1) ? 1 : $clog2(G * KH * KW * F),
+    parameter integer GW = (G <= 1) ? 1 : $clog2(G),
+    parameter integer FW = (F <= 1) ? 1 : $clog2(F)
 ) (
     input  wire          clk,
     input  wire          rst,
@@ -27,6 +30,7 @@ module bnc_window #(
     output wire          last,
     output wire [XW-1:0] widx,
     output wire [GW-1:0] grp,
+    output wire [FW-1:0] chk,
     output wire          frame_last
 );
     // Coordinates are CW-bit signed: enough for every index, stride step and padding.
@@ -40,11 +44,14 @@ module bnc_window #(
     localparam [CW-1:0] L_OH = OH[CW-1:0] - 1'b1, L_OW = OW[CW-1:0] - 1'b1;
     localparam integer LG = G - 1;
     localparam [GW-1:0] L_G = LG[GW-1:0];
+    localparam integer LF = F - 1;
+    localparam [FW-1:0] L_F = LF[FW-1:0];
     localparam signed [LW-1:0] X_IW = IW[LW-1:0];
 
     reg signed [CW-1:0] by, bx;  // top-left input coordinate of the window
     reg [CW-1:0] ky, kx, oy, ox;
     reg [GW-1:0] g;
+    reg [FW-1:0] f;
     reg [XW-1:0] w;
 
     wire signed [CW-1:0] iy = by + $signed(ky);
@@ -56,14 +63,16 @@ module bnc_window #(
     /* verilator lint_on UNUSEDSIGNAL */
     assign addr = tap_in ? lin[AW-1:0] : {AW{1'b0}};
     assign issue = busy;
-    assign first = ky == 0 && kx == 0;
+    wire f_end = f == L_F;
+    assign first = ky == 0 && kx == 0 && f == 0;
     wire ky_end = ky == L_KH, kx_end = kx == L_KW;
-    assign last = ky_end && kx_end;
+    assign last = ky_end && kx_end && f_end;
     wire g_end = g == L_G;
     wire ox_end = ox == L_OW, oy_end = oy == L_OH;
     assign frame_last = last && g_end && ox_end && oy_end;
     assign widx = w;
     assign grp = g;
+    assign chk = f;
 
     always @(posedge clk) begin
         if (rst) begin
@@ -77,11 +86,12 @@ module bnc_window #(
 
     always @(posedge clk) begin
         if (rst || !busy) begin
-            ky <= 0; kx <= 0; oy <= 0; ox <= 0; g <= 0; w <= 0;
+            ky <= 0; kx <= 0; oy <= 0; ox <= 0; g <= 0; f <= 0; w <= 0;
             by <= -C_PH; bx <= -C_PW;
         end else begin
-            kx <= kx_end ? 0 : kx + 1'b1;
-            if (kx_end) ky <= ky_end ? 0 : ky + 1'b1;
+            f <= f_end ? 0 : f + 1'b1;
+            if (f_end) kx <= kx_end ? 0 : kx + 1'b1;
+            if (f_end && kx_end) ky <= ky_end ? 0 : ky + 1'b1;
             if (last && g_end) begin
                 g <= 0;
                 w <= 0;

@@ -73,8 +73,9 @@ def run(folder: Path, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         xin, yout, stats = Path(tmp) / "x.u32", Path(tmp) / "y.i64", Path(tmp) / "stats.json"
         np.ascontiguousarray(words, dtype="<u4").tofile(xin)
         proc = subprocess.run(
-            [str(exe), str(n), str(xin), str(yout), str(stats)], capture_output=True, text=True
-        )
+            [str(exe.resolve()), str(n), str(xin), str(yout), str(stats)],
+            capture_output=True, text=True, cwd=folder,  # the ROMs load from rtl/*.hex
+        )  # fmt: skip
         if proc.returncode != 0:
             raise BncError(f"{exe}: failed ({proc.stderr.strip() or proc.returncode})")
         out = np.fromfile(yout, dtype="<i8").reshape(n, -1)

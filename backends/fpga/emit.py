@@ -1,9 +1,10 @@
 """Render the FPGA view model into the output folder (byte-for-byte deterministic).
 
-The folder holds the Verilog (``rtl/``: the generated engines and top, and copies of the
-``hw/`` blocks they instantiate), ``files.f``, a Verilator batch harness and its Makefile,
-a yosys script, ``io.json`` (what the runner needs to feed and read the stream) and a cocotb
-test of the top with vectors from the interpreter."""
+The folder holds the Verilog (``rtl/``: the generated engines and top, their ROM contents as
+``$readmemh`` files, and copies of the ``hw/`` blocks they instantiate), ``files.f``, a
+Verilator batch harness and its Makefile, a yosys script, ``io.json`` (what the runner needs
+to feed and read the stream) and a cocotb test of the top with vectors from the
+interpreter."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bnc import templates
-from bnc.backends.fpga.lower import FpgaView, lower
+from bnc.backends.fpga.lower import ConvEngine, Engine, FpgaView, lower
 from bnc.ir import interpreter
 from bnc.ir.graph import Graph
 from bnc.sim import verilator
@@ -111,6 +112,15 @@ def _vectors(graph: Graph, spec: dict) -> dict[str, object]:
     return {"frames": frames, "expected": acc_yxo.tolist(), "interval": spec["cycles"]["interval"]}
 
 
+def roms(name: str, e: Engine) -> list[tuple[str, tuple[str, ...]]]:
+    """An engine's ROM files (``rtl/<stem>.hex``, one hex word per line, ``$readmemh``):
+    the block-ROM weight rows of each lane and each threshold unit's coefficients."""
+    if not isinstance(e, ConvEngine):
+        return []
+    found = [(f"{name}_e{e.index}_w{lane.index}", lane.block_rom) for lane in e.lanes if e.block]
+    return found + [(f"{name}_e{e.index}_c{u.index}", u.rom) for u in e.thresholds]
+
+
 def emit(
     graph: Graph,
     out_dir: Path,
@@ -133,6 +143,8 @@ def emit(
         path = rtl / f"{view.name}_e{e.index}.v"
         path.write_text(engine.render(m=view, e=e), encoding="utf-8")
         files.append(f"rtl/{path.name}")
+        for stem, words in roms(view.name, e):
+            (rtl / f"{stem}.hex").write_text("\n".join(words) + "\n", encoding="utf-8")
     top = rtl / f"{view.name}_top.v"
     top.write_text(env.get_template("top.v.j2").render(m=view), encoding="utf-8")
     files.append(f"rtl/{top.name}")

@@ -59,7 +59,8 @@ BLOCK_ROWS = 64  # weight columns deeper than this go to a block ROM instead of 
 
 @dataclass(frozen=True)
 class Column:
-    """One generated input of a lane: input channel ``c``'s bit (or code) under the weights.
+    """One generated input of a lane: position ``c`` of the input chunk (input channel
+    ``f * SIMD + c`` on chunk ``f``) under the weights.
 
     ``kind`` is ``wire`` (b = 1 on every row), ``tap`` (b = 1 on row ``row`` only) or ``rom``
     (``rom`` is the Verilog literal of the rows, row 0 the least significant bit)."""
@@ -75,15 +76,21 @@ class Lane:
     index: int
     channels: tuple[int, ...]  # per pass; -1 where the pass has no channel for this lane
     columns: tuple[Column, ...]
-    block_rom: tuple[str, ...]  # block style: per row, {popcount of b, live columns' bits}
+    block_rom: tuple[str, ...]  # block style: per row, {popcount of b, live columns' bits} (hex)
     nb: str  # logic style, bit input: per row, popcount of b (a packed literal)
-    ct: str  # per pass (t, s, c) as packed literals, pass g at [g*coef_w +: coef_w]
-    cs: str
-    cc: str
 
     @property
     def width(self) -> int:
         return len(self.columns)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A threshold unit, time-shared: on sequencer step ``i`` of pass ``g`` it tests lane
+    ``i * U + index``; ``rom[g * L + i]`` holds that channel's ``{c, s, t}`` (hex)."""
+
+    index: int
+    rom: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -119,28 +126,52 @@ class Window(Geometry):
 class ConvEngine(Window):
     kind: ClassVar[str] = "conv"
     passes: int = 1  # G
-    pe: int = 1
+    pe: int = 1  # lanes (output channels per pass): PE = L * U
+    chunks: int = 1  # F: the input channels of a tap are read in F chunks of SIMD
+    simd: int = 1
+    units: int = 1  # U threshold units ...
+    serial: int = 1  # ... each testing L lanes one after another
     bits_in: bool = True
     qw: int = 1  # bits per input element (codes: two's complement)
     sum_w: int = 2  # width of T and S
-    tap_w: int = 2  # width of one tap's T or S contribution
+    tap_w: int = 2  # width of one step's T or S contribution
     coef_w: int = 2
     output: bool = False
     block: bool = False  # weight rows in a block ROM (registered read)
     rows: int = 1
     lanes: tuple[Lane, ...] = ()
+    thresholds: tuple[Unit, ...] = ()
+    coefs: tuple[str, str, str] = ("", "", "")  # output engine: per pass t, s, c (packed)
     one_hot_rows: tuple[int, ...] = ()  # rows some tap column decodes
     live: int = 0  # generated columns over all lanes
     dead: int = 0  # columns not generated (zero on every row)
-    luts: int = 0  # the analytic estimate of the lanes (``lane_luts``)
+    luts: int = 0  # the analytic estimate (``conv_luts``)
 
     @property
     def groups(self) -> int:
         return self.passes
 
     @property
+    def steps(self) -> int:
+        """Reads per pass: every tap, chunk by chunk."""
+        return self.kh * self.kw * self.chunks
+
+    @property
+    def cycles(self) -> int:
+        return conv_cycles(self.oh, self.ow, self.steps, self.passes, self.serial, self.output)
+
+    @property
     def in_word(self) -> int:
         return self.c * self.qw
+
+    @property
+    def chunk_word(self) -> int:
+        return self.simd * self.qw
+
+    @property
+    def last_chunk(self) -> int:
+        """Real channels in the last chunk (the rest of it is zero padding)."""
+        return self.c - (self.chunks - 1) * self.simd
 
     @property
     def out_word(self) -> int:
@@ -157,6 +188,22 @@ class ConvEngine(Window):
     @property
     def gw(self) -> int:
         return addr_width(self.groups)
+
+    @property
+    def fw(self) -> int:
+        return addr_width(self.chunks)
+
+    @property
+    def sw_(self) -> int:
+        return addr_width(self.serial)
+
+    @property
+    def crom_depth(self) -> int:
+        return self.passes * self.serial
+
+    @property
+    def caw(self) -> int:
+        return addr_width(self.crom_depth)
 
     @property
     def product_w(self) -> int:
@@ -261,8 +308,12 @@ class Buffer:
         return addr_width(self.depth)
 
 
-def conv_cycles(oh: int, ow: int, taps: int, groups: int) -> int:
-    return oh * ow * taps * groups + ENGINE_OVERHEAD
+def conv_cycles(
+    oh: int, ow: int, steps: int, groups: int, serial: int = 1, output: bool = True
+) -> int:
+    """An engine's cycles per frame: every read, the pipeline, and for a threshold engine
+    its sequencer's ``L`` steps and one more register after the last pass."""
+    return oh * ow * steps * groups + ENGINE_OVERHEAD + (0 if output else serial + 1)
 
 
 def _code_width(lo: int, hi: int) -> int:
@@ -274,6 +325,14 @@ def _hex(bits_: list[int]) -> str:
     return _pack([int(b) for b in bits_], 1)
 
 
+def _word(values: list[int], width: int) -> str:
+    """The hex digits of ``_pack`` (a ``$readmemh`` line)."""
+    v = 0
+    for i, x in enumerate(values):
+        v |= (x & ((1 << width) - 1)) << (i * width)
+    return f"{v:x}"
+
+
 def _pack(values: list[int], width: int) -> str:
     """A Verilog literal of ``width``-bit two's complement fields, value 0 least significant."""
     v = 0
@@ -282,76 +341,148 @@ def _pack(values: list[int], width: int) -> str:
     return f"{max(1, len(values) * width)}'h{v:x}"
 
 
+@dataclass(frozen=True)
+class Fold:
+    """How a convolution engine is folded: ``G`` passes of ``PE`` lanes per output pixel,
+    each tap read in ``F`` chunks of ``SIMD`` channels, ``U`` threshold units of ``L``
+    lanes each (``PE = L * U``, ``L <= KH * KW * F`` so a pass's tests end before the next
+    pass's sums do)."""
+
+    passes: int
+    pe: int
+    chunks: int
+    simd: int
+    units: int
+    serial: int
+
+    @classmethod
+    def of(cls, o: int, c: int, taps: int, passes: int, chunks: int, final: bool) -> Fold:
+        simd = math.ceil(c / chunks)
+        chunks = math.ceil(c / simd)
+        if final:
+            return cls(passes, 1, chunks, simd, 1, 1)
+        pe = math.ceil(o / passes)
+        passes = math.ceil(o / pe)
+        units = math.ceil(pe / (taps * chunks))
+        serial = math.ceil(pe / units)
+        return cls(passes, serial * units, chunks, simd, units, serial)
+
+    def grid(self, weight: np.ndarray) -> np.ndarray:
+        """``[g, p, f, j, tap]``: ``b[g*PE + p, f*SIMD + j, tap]``, zero where either index
+        runs past the layer."""
+        o, c, kh, kw = weight.shape
+        full = np.zeros((self.passes * self.pe, self.chunks * self.simd, kh * kw), dtype=bool)
+        full[:o, :c] = weight.reshape(o, c, kh * kw)
+        return full.reshape(self.passes, self.pe, self.chunks, self.simd, kh * kw)
+
+    def live(self, weight: np.ndarray) -> int:
+        """Generated columns: lane ``p`` needs chunk position ``j`` unless every weight it
+        would meet there, on every pass, chunk and tap, is zero."""
+        return int(self.grid(weight).any(axis=(0, 2, 4)).sum())
+
+
+def _rows(fold: Fold, weight: np.ndarray) -> np.ndarray:
+    """``[p, j, row]`` with ``row = (g * taps + tap) * F + f``: the weight bit lane ``p``'s
+    column ``j`` meets on each step of a pixel."""
+    grid = fold.grid(weight)  # g, p, f, j, tap
+    return grid.transpose(1, 3, 0, 4, 2).reshape(fold.pe, fold.simd, -1).astype(np.uint8)
+
+
 def _lanes(
-    step: ConvStep,
-    coefs: list[tuple[int, int, int]],
-    groups: int,
-    pe: int,
-    block: bool,
-    bits_in: bool,
-    tap_w: int,
-    coef_w: int,
+    fold: Fold, weight: np.ndarray, block: bool, bits_in: bool, tap_w: int
 ) -> tuple[tuple[Lane, ...], int, int]:
-    o, c, kh, kw = step.weight.shape
-    taps = kh * kw
-    rows = groups * taps
-    wt = step.weight.reshape(o, c, taps).astype(np.uint8)
+    o = weight.shape[0]
+    rows = _rows(fold, weight)
     lanes, live, dead = [], 0, 0
-    for p in range(pe):
-        chans = tuple(g * pe + p if g * pe + p < o else -1 for g in range(groups))
-        # grid[c, row] = b[o(g), c, tap] for row = g * taps + tap
-        grid = np.zeros((c, rows), dtype=np.uint8)
-        for g, ch in enumerate(chans):
-            if ch >= 0:
-                grid[:, g * taps : (g + 1) * taps] = wt[ch]
+    for p in range(fold.pe):
+        chans = tuple(g * fold.pe + p if g * fold.pe + p < o else -1 for g in range(fold.passes))
+        grid = rows[p]
         cols = []
-        for ci in range(c):
-            col = grid[ci]
+        for j in range(fold.simd):
+            col = grid[j]
             ones = int(col.sum())
             if ones == 0:
                 dead += 1
                 continue
             live += 1
             if block:
-                cols.append(Column(ci, "rom", 0, ""))
-            elif ones == rows:
-                cols.append(Column(ci, "wire", 0, ""))
+                cols.append(Column(j, "rom", 0, ""))
+            elif ones == len(col):
+                cols.append(Column(j, "wire", 0, ""))
             elif ones == 1:
-                cols.append(Column(ci, "tap", int(np.argmax(col)), ""))
+                cols.append(Column(j, "tap", int(np.argmax(col)), ""))
             else:
-                cols.append(Column(ci, "rom", 0, _hex(list(col))))
-        live_c = [col.c for col in cols]
-        nb = [int(grid[:, r].sum()) for r in range(rows)]
+                cols.append(Column(j, "rom", 0, _hex(list(col))))
+        live_j = [col.c for col in cols]
+        nb = [int(v) for v in grid.sum(axis=0)]
         block_rom: tuple[str, ...] = ()
         if block:
             width = len(cols) + (tap_w if bits_in else 0)
             block_rom = tuple(
-                _pack([*map(int, grid[live_c, r]), *((nb[r] >> k) & 1 for k in range(tap_w))]
-                      if bits_in else list(map(int, grid[live_c, r])), 1)
-                if width else "1'h0"
-                for r in range(rows)
+                _word([*map(int, grid[live_j, r]), *((nb[r] >> k) & 1 for k in range(tap_w))]
+                      if bits_in else list(map(int, grid[live_j, r])), 1)
+                if width else "0"
+                for r in range(grid.shape[1])
             )  # fmt: skip
-        coef = tuple(coefs[ch] if ch >= 0 else (0, 0, 0) for ch in chans)
-        ct, cs, cc = (_pack([trip[k] for trip in coef], coef_w) for k in range(3))
-        lanes.append(Lane(p, chans, tuple(cols), block_rom, _pack(nb, tap_w), ct, cs, cc))
+        lanes.append(Lane(p, chans, tuple(cols), block_rom, _pack(nb, tap_w)))
     return tuple(lanes), live, dead
 
 
-def live_columns(weight: np.ndarray, groups: int, pe: int) -> int:
-    """Generated columns of a fold: lane ``p`` needs input channel ``c`` unless every kernel
-    ``b[o, c]`` of its channels ``o = g*PE + p`` is zero."""
-    o, c = weight.shape[:2]
-    nz = weight.reshape(o, c, -1).any(axis=2)
-    padded = np.zeros((groups * pe, c), dtype=bool)
-    padded[:o] = nz
-    return int(padded.reshape(groups, pe, c).any(axis=0).sum())
+def _units(fold: Fold, coefs: list[tuple[int, int, int]], coef_w: int) -> tuple[Unit, ...]:
+    """Unit ``u``'s ROM: entry ``g * L + i`` is ``{c, s, t}`` of channel
+    ``g * PE + i * U + u`` (zeros past the layer)."""
+    units = []
+    for u in range(fold.units):
+        words = []
+        for g in range(fold.passes):
+            for i in range(fold.serial):
+                ch = g * fold.pe + i * fold.units + u
+                t, s_, c = coefs[ch] if ch < len(coefs) else (0, 0, 0)
+                words.append(_word([t, s_, c], coef_w))
+        units.append(Unit(u, tuple(words)))
+    return tuple(units)
 
 
-def lane_luts(columns: int, lanes: int, qw: int, sum_w: int, coef_w: int) -> int:
-    """The analytic LUT estimate of a convolution engine's lanes: one LUT per generated
-    1-bit column (AND + adder-tree input; ``qw`` for a code column), plus per lane its
-    accumulator and threshold (two constant-coefficient products of ``sum_w`` x ``coef_w``)."""
-    return columns * qw + lanes * (2 * sum_w + coef_w * sum_w // 2)
+# The LUT model of a convolution engine (fitted to yosys synth_xilinx counts of CNV's layers).
+COL_LUTS = 3.0  # a 1-bit column from a LUT ROM: the weight bit, the AND, its share of the sum
+COL_BLOCK_LUTS = 2.2  # a 1-bit column whose weights come from a block ROM
+LANE_LUTS = 2  # per bit of the lane's sum: the step's S and the accumulator
+UNIT_LUTS = 2  # per bit of the plane: a threshold unit's adders
+MUX_LUTS = 0.3  # per input bit per chunk: the chunk select
+
+
+def conv_luts(fold: Fold, live: int, block: bool, qw: int, sum_w: int, coef_w: int) -> int:
+    """The analytic LUT estimate of a convolution engine: its generated columns, the lanes'
+    accumulators, the threshold units (their operand selects over ``L`` lanes), the chunk
+    select and the shared ``T`` sum."""
+    col = COL_BLOCK_LUTS if block else COL_LUTS
+    plane_w = coef_w + sum_w + 1
+    units = fold.units * (UNIT_LUTS * plane_w + (sum_w * fold.serial) // 3)
+    mux = MUX_LUTS * fold.simd * qw * fold.chunks if fold.chunks > 1 else 0
+    return round(live * qw * col + fold.pe * LANE_LUTS * sum_w + units + mux + fold.simd * qw)
+
+
+def _folds(step: ConvStep, budget: int) -> list[Fold]:
+    """The folds to weigh: for every number of passes, the most chunks that fit the budget
+    (fewest columns) and one chunk (no select); the fastest fold if none fits."""
+    g = step.geo
+    o, c = step.weight.shape[:2]
+    taps = g.kh * g.kw
+    passes = [o] if step.final else sorted({math.ceil(o / pe) for pe in range(1, o + 1)})
+    chunks = sorted({math.ceil(c / simd) for simd in range(1, c + 1)})
+    folds, fastest = [], None
+    for gp in passes:
+        fits = []
+        for f in chunks:
+            fold = Fold.of(o, c, taps, gp, f, step.final)
+            cyc = conv_cycles(g.oh, g.ow, taps * fold.chunks, fold.passes, fold.serial,
+                              step.final)  # fmt: skip
+            if fastest is None or cyc < fastest[0]:
+                fastest = (cyc, fold)
+            if cyc <= budget:
+                fits.append(fold)
+        folds += [fits[0], fits[-1]] if len(fits) > 1 else fits
+    return folds or [fastest[1]]  # type: ignore[index]
 
 
 def _conv(index: int, step: ConvStep, budget: int) -> ConvEngine:
@@ -363,35 +494,40 @@ def _conv(index: int, step: ConvStep, budget: int) -> ConvEngine:
     qw = 1 if bits_in else _code_width(step.src.lo, step.src.hi)
     mag = max(-lo, hi)
     taps = kh * kw
-    tap_w = bits(c * mag) + 1  # one tap's T or S, with room for 2 * popcount
-    sum_w = max(tap_w, bits(c * taps * mag))
     # the thresholds are narrowed in the IR (NarrowThresholds); the output plane is (t, s, 0)
     coefs = list(zip(step.t, step.s, step.c, strict=True))
     coef_w = bits(*(v for trip in coefs for v in trip))
-    # Fold candidates: G passes with PE = ceil(O / G) lanes; the output layer has one lane.
-    cands = [o] if final else sorted({math.ceil(o / pe) for pe in range(1, o + 1)})
-    fits = [k for k in cands if conv_cycles(g.oh, g.ow, taps, k) <= budget] or [min(cands)]
+    sum_w = bits(c * taps * mag)
     cost = {}
-    for k in fits:
-        pe = math.ceil(o / k)
-        cost[k] = lane_luts(live_columns(step.weight, k, pe), pe, qw, sum_w, coef_w)
-    passes = min(fits, key=lambda k: (cost[k], -k))
-    pe = math.ceil(o / passes)
-    rows = passes * taps
+    for fold in _folds(step, budget):
+        tap_w = bits(fold.simd * mag) + 1  # one step's T or S, with room for 2 * popcount
+        block = fold.passes * taps * fold.chunks > BLOCK_ROWS
+        cost[fold] = conv_luts(fold, fold.live(step.weight), block, qw, max(sum_w, tap_w),
+                               coef_w)  # fmt: skip
+    fold = min(cost, key=lambda f: (cost[f], -f.passes * f.chunks))
+    tap_w = bits(fold.simd * mag) + 1
+    sum_w = max(sum_w, tap_w)
+    rows = fold.passes * taps * fold.chunks
     block = rows > BLOCK_ROWS
-    lanes, live, dead = _lanes(step, coefs, passes, pe, block, bits_in, tap_w, coef_w)
+    lanes, live, dead = _lanes(fold, step.weight, block, bits_in, tap_w)
     one_hot = sorted({col.row for lane in lanes for col in lane.columns if col.kind == "tap"})
+    units = () if final else _units(fold, coefs, coef_w)
+    out_coefs = tuple(_pack([coefs[ch][k] for ch in range(o)], coef_w) for k in range(3))
     return ConvEngine(
         **g.fields(), index=index, name=step.name,
-        passes=passes, pe=pe, bits_in=bits_in, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
-        output=final, block=block, rows=rows, lanes=lanes, one_hot_rows=tuple(one_hot),
-        live=live, dead=dead, luts=cost[passes],
+        passes=fold.passes, pe=fold.pe, chunks=fold.chunks, simd=fold.simd, units=fold.units,
+        serial=fold.serial, bits_in=bits_in, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
+        output=final, block=block, rows=rows, lanes=lanes, thresholds=units,
+        coefs=out_coefs if final else ("", "", ""), one_hot_rows=tuple(one_hot),
+        live=live, dead=dead, luts=cost[fold],
     )  # fmt: skip
 
 
 def _min_cycles(step: ConvStep) -> int:
     g = step.geo
-    return conv_cycles(g.oh, g.ow, g.kh * g.kw, g.o if step.final else 1)
+    o, c = step.weight.shape[:2]
+    fold = Fold.of(o, c, g.kh * g.kw, o if step.final else 1, 1, step.final)
+    return conv_cycles(g.oh, g.ow, g.kh * g.kw, fold.passes, fold.serial, step.final)
 
 
 def _one_bit(graph: Graph) -> None:

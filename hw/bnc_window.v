@@ -46,20 +46,29 @@ module bnc_window #(
     localparam [GW-1:0] L_G = LG[GW-1:0];
     localparam integer LF = F - 1;
     localparam [FW-1:0] L_F = LF[FW-1:0];
-    localparam signed [LW-1:0] X_IW = IW[LW-1:0];
+    // The linear address iy * IW + ix is kept incrementally (no multiplier): the top-left of
+    // the window (pbase), of its row of windows (rbase), and the tap's offset in it (toff).
+    localparam integer START = -(PH * IW) - PW;
+    localparam integer TROW = IW - KW + 1;
+    localparam integer RSTEP = SH * IW;
+    localparam signed [LW-1:0] X_START = START[LW-1:0];
+    localparam signed [LW-1:0] X_TROW = TROW[LW-1:0];
+    localparam signed [LW-1:0] X_RSTEP = RSTEP[LW-1:0];
+    localparam signed [LW-1:0] X_SW = SW[LW-1:0];
 
     reg signed [CW-1:0] by, bx;  // top-left input coordinate of the window
     reg [CW-1:0] ky, kx, oy, ox;
     reg [GW-1:0] g;
     reg [FW-1:0] f;
     reg [XW-1:0] w;
+    reg signed [LW-1:0] pbase, rbase, toff;
 
     wire signed [CW-1:0] iy = by + $signed(ky);
     wire signed [CW-1:0] ix = bx + $signed(kx);
     assign tap_in = !iy[CW-1] && iy < C_IH && !ix[CW-1] && ix < C_IW;
     // Only the low AW bits of the linear address are used: inside the image it is < IH*IW.
     /* verilator lint_off UNUSEDSIGNAL */
-    wire signed [LW-1:0] lin = {{(LW-CW){iy[CW-1]}}, iy} * X_IW + {{(LW-CW){ix[CW-1]}}, ix};
+    wire signed [LW-1:0] lin = pbase + toff;
     /* verilator lint_on UNUSEDSIGNAL */
     assign addr = tap_in ? lin[AW-1:0] : {AW{1'b0}};
     assign issue = busy;
@@ -88,7 +97,19 @@ module bnc_window #(
         if (rst || !busy) begin
             ky <= 0; kx <= 0; oy <= 0; ox <= 0; g <= 0; f <= 0; w <= 0;
             by <= -C_PH; bx <= -C_PW;
+            pbase <= X_START; rbase <= X_START; toff <= 0;
         end else begin
+            if (f_end) toff <= last ? 0 : kx_end ? toff + X_TROW : toff + 1'b1;
+            if (last && g_end) begin
+                if (!ox_end) pbase <= pbase + X_SW;
+                else if (oy_end) begin
+                    pbase <= X_START;
+                    rbase <= X_START;
+                end else begin
+                    pbase <= rbase + X_RSTEP;
+                    rbase <= rbase + X_RSTEP;
+                end
+            end
             f <= f_end ? 0 : f + 1'b1;
             if (f_end) kx <= kx_end ? 0 : kx + 1'b1;
             if (f_end && kx_end) ky <= ky_end ? 0 : ky + 1'b1;

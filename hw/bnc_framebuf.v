@@ -2,10 +2,12 @@
 // The producer writes one frame into the free bank and hands it over with wr_done; the
 // consumer reads the full bank (synchronous read, one cycle of latency) and frees it with
 // rd_done. Two banks let the producer fill frame n+1 while the consumer reads frame n.
+// BLOCK = 1 asks synthesis for block RAM (ram_style), else it picks (small ones go to LUTs).
 `default_nettype none
 module bnc_framebuf #(
     parameter integer W = 8,
     parameter integer DEPTH = 16,
+    parameter integer BLOCK = 0,
     parameter integer AW = (DEPTH <= 1) ? 1 : $clog2(DEPTH)
 ) (
     input  wire          clk,
@@ -20,19 +22,26 @@ module bnc_framebuf #(
     output reg  [W-1:0]  rd_data,
     input  wire          rd_done
 );
-    reg [W-1:0] mem [0:2*DEPTH-1];
     reg [1:0] full;
     reg wb, rb;
 
     assign wr_ready = !full[wb];
     assign rd_ready = full[rb];
 
-    // Bank b holds words [b*DEPTH, (b+1)*DEPTH) of one memory of 2*DEPTH words.
-    localparam integer MW = $clog2(2 * DEPTH);
-    localparam [MW-1:0] OFF = DEPTH[MW-1:0];
+    // Bank b holds words [b*BANK, b*BANK + DEPTH) of one memory of 2*BANK words. BANK is
+    // DEPTH rounded up to a power of two (the bank bit tops the address: no adder) where
+    // that costs no memory (a power of two already, or block RAM, which comes in 512-word
+    // blocks), else DEPTH (an adder per port).
+    localparam integer POW = ((DEPTH == (1 << AW)) || (BLOCK != 0 && DEPTH > 1)) ? 1 : 0;
+    localparam integer BANK = (POW != 0) ? (1 << AW) : DEPTH;
+    localparam integer MW = $clog2(2 * BANK);
     wire [MW-1:0] wa, ra;
     generate
-        if (MW > AW) begin : wide
+        if (POW != 0 && MW > AW) begin : pow2
+            assign wa = {wb, wr_addr};
+            assign ra = {rb, rd_addr};
+        end else if (MW > AW) begin : wide
+            localparam [MW-1:0] OFF = BANK[MW-1:0];
             assign wa = (wb ? OFF : {MW{1'b0}}) + {{(MW-AW){1'b0}}, wr_addr};
             assign ra = (rb ? OFF : {MW{1'b0}}) + {{(MW-AW){1'b0}}, rd_addr};
         end else begin : one  // DEPTH = 1: the address is always 0
@@ -42,10 +51,21 @@ module bnc_framebuf #(
         end
     endgenerate
 
-    always @(posedge clk) begin
-        if (wr_en) mem[wa] <= wr_data;
-        rd_data <= mem[ra];
-    end
+    generate
+        if (BLOCK != 0) begin : block
+            (* ram_style = "block" *) reg [W-1:0] mem [0:2*BANK-1];
+            always @(posedge clk) begin
+                if (wr_en) mem[wa] <= wr_data;
+                rd_data <= mem[ra];
+            end
+        end else begin : any
+            reg [W-1:0] mem [0:2*BANK-1];
+            always @(posedge clk) begin
+                if (wr_en) mem[wa] <= wr_data;
+                rd_data <= mem[ra];
+            end
+        end
+    endgenerate
 
     always @(posedge clk) begin
         if (rst) begin

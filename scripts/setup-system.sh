@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bnc's demo and tests need, only when something is missing:
 # the host C toolchain, the ARM cross compilers and qemu-user (targets arm64 and armv7),
-# clang/llvm-mca (the static NEON benchmark), for the fpga target yosys (resource
-# estimates) and iverilog (pyverilog's preprocessor in the tests), and for the Cortex-M
+# clang/llvm-mca (the static NEON benchmark), for the fpga target iverilog (pyverilog's
+# preprocessor in the tests; yosys and nextpnr come from PyPI), and for the Cortex-M
 # targets arm-none-eabi-gcc with newlib and qemu-system-arm (the mps2 machines), and the
 # FashionMNIST files examples/train_fashion.py trains on (dataset-fashion-mnist).
 set -euo pipefail
@@ -15,7 +15,6 @@ command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || need+=(gcc-arm-linux-gnuea
 command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v llvm-mca >/dev/null 2>&1 || need+=(llvm)
-command -v yosys >/dev/null 2>&1 || need+=(yosys)
 command -v iverilog >/dev/null 2>&1 || need+=(iverilog)
 command -v arm-none-eabi-gcc >/dev/null 2>&1 || need+=(gcc-arm-none-eabi)
 [ -f /usr/lib/arm-none-eabi/newlib/thumb/v7e-m+fp/hard/libm.a ] || need+=(libnewlib-arm-none-eabi)

@@ -55,6 +55,7 @@ STREAM_OVERHEAD = 3
 IN_OVERHEAD = 0
 ACC_W = 64
 BLOCK_ROWS = 64  # weight columns deeper than this go to a block ROM instead of LUTs
+BLOCK_BUFFER_BITS = 1024  # frame buffers (both banks) of this many bits go to block RAM
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class ConvEngine(Window):
     units: int = 1  # U threshold units ...
     serial: int = 1  # ... each testing L lanes one after another
     bits_in: bool = True
+    flat: bool = False  # bits, no padding: T and S count ones (their constants are in c)
     qw: int = 1  # bits per input element (codes: two's complement)
     sum_w: int = 2  # width of T and S
     tap_w: int = 2  # width of one step's T or S contribution
@@ -163,6 +165,12 @@ class ConvEngine(Window):
     @property
     def in_word(self) -> int:
         return self.c * self.qw
+
+    @property
+    def nb(self) -> bool:
+        """The lanes read popcount(b) per row (bits with padding: S = 2*pc - popcount(b)
+        over the taps inside the image)."""
+        return self.bits_in and not self.flat
 
     @property
     def chunk_word(self) -> int:
@@ -307,6 +315,12 @@ class Buffer:
     def aw(self) -> int:
         return addr_width(self.depth)
 
+    @property
+    def block(self) -> bool:
+        """In block RAM: LUT RAM costs about two thirds of a LUT per bit of width at any
+        depth, so a buffer of at least ``BLOCK_BUFFER_BITS`` goes to block RAM."""
+        return 2 * self.depth * self.width >= BLOCK_BUFFER_BITS
+
 
 def conv_cycles(
     oh: int, ow: int, steps: int, groups: int, serial: int = 1, output: bool = True
@@ -389,8 +403,9 @@ def _rows(fold: Fold, weight: np.ndarray) -> np.ndarray:
 
 
 def _lanes(
-    fold: Fold, weight: np.ndarray, block: bool, bits_in: bool, tap_w: int
+    fold: Fold, weight: np.ndarray, block: bool, nb_w: int
 ) -> tuple[tuple[Lane, ...], int, int]:
+    """The lanes of a fold; ``nb_w`` bits of popcount(b) end each block-ROM row (0: none)."""
     o = weight.shape[0]
     rows = _rows(fold, weight)
     lanes, live, dead = [], 0, 0
@@ -417,14 +432,11 @@ def _lanes(
         nb = [int(v) for v in grid.sum(axis=0)]
         block_rom: tuple[str, ...] = ()
         if block:
-            width = len(cols) + (tap_w if bits_in else 0)
             block_rom = tuple(
-                _word([*map(int, grid[live_j, r]), *((nb[r] >> k) & 1 for k in range(tap_w))]
-                      if bits_in else list(map(int, grid[live_j, r])), 1)
-                if width else "0"
+                _word([*map(int, grid[live_j, r]), *((nb[r] >> k) & 1 for k in range(nb_w))], 1)
                 for r in range(grid.shape[1])
-            )  # fmt: skip
-        lanes.append(Lane(p, chans, tuple(cols), block_rom, _pack(nb, tap_w)))
+            )
+        lanes.append(Lane(p, chans, tuple(cols), block_rom, _pack(nb, max(nb_w, 1))))
     return tuple(lanes), live, dead
 
 
@@ -496,6 +508,14 @@ def _conv(index: int, step: ConvStep, budget: int) -> ConvEngine:
     taps = kh * kw
     # the thresholds are narrowed in the IR (NarrowThresholds); the output plane is (t, s, 0)
     coefs = list(zip(step.t, step.s, step.c, strict=True))
+    # Without padding every step is inside the image: T = 2*PT - C*taps and S = 2*P - K_o
+    # over a pass (PT, P the ones counted, K_o the ones of b[o]), so the lanes count ones and
+    # t*T + s*S + c = 2t*PT + 2s*P + (c - t*C*taps - s*K_o), exactly.
+    flat = bits_in and not final and g.ph == 0 and g.pw == 0
+    if flat:
+        ones = step.weight.reshape(o, -1).sum(axis=1)
+        coefs = [(2 * t, 2 * s_, c_ - t * c * taps - s_ * int(k))
+                 for (t, s_, c_), k in zip(coefs, ones, strict=True)]  # fmt: skip
     coef_w = bits(*(v for trip in coefs for v in trip))
     sum_w = bits(c * taps * mag)
     cost = {}
@@ -509,14 +529,15 @@ def _conv(index: int, step: ConvStep, budget: int) -> ConvEngine:
     sum_w = max(sum_w, tap_w)
     rows = fold.passes * taps * fold.chunks
     block = rows > BLOCK_ROWS
-    lanes, live, dead = _lanes(fold, step.weight, block, bits_in, tap_w)
+    lanes, live, dead = _lanes(fold, step.weight, block, tap_w if bits_in and not flat else 0)
     one_hot = sorted({col.row for lane in lanes for col in lane.columns if col.kind == "tap"})
     units = () if final else _units(fold, coefs, coef_w)
     out_coefs = tuple(_pack([coefs[ch][k] for ch in range(o)], coef_w) for k in range(3))
     return ConvEngine(
         **g.fields(), index=index, name=step.name,
         passes=fold.passes, pe=fold.pe, chunks=fold.chunks, simd=fold.simd, units=fold.units,
-        serial=fold.serial, bits_in=bits_in, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
+        serial=fold.serial, bits_in=bits_in, flat=flat, qw=qw, sum_w=sum_w, tap_w=tap_w,
+        coef_w=coef_w,
         output=final, block=block, rows=rows, lanes=lanes, thresholds=units,
         coefs=out_coefs if final else ("", "", ""), one_hot_rows=tuple(one_hot),
         live=live, dead=dead, luts=cost[fold],

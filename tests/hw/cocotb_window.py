@@ -1,11 +1,11 @@
-"""cocotb: bnc_window issues every (pixel, pass, tap) read in order, one per cycle."""
+"""cocotb: bnc_window issues every (pixel, pass, tap, chunk) read in order, one per cycle."""
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 
-def expected(ih, iw, kh, kw, sh, sw, ph, pw, g):
+def expected(ih, iw, kh, kw, sh, sw, ph, pw, g, f):
     oh, ow = (ih + 2 * ph - kh) // sh + 1, (iw + 2 * pw - kw) // sw + 1
     out = []
     for oy in range(oh):
@@ -13,18 +13,20 @@ def expected(ih, iw, kh, kw, sh, sw, ph, pw, g):
             for p in range(g):
                 for ky in range(kh):
                     for kx in range(kw):
-                        iy, ix = oy * sh + ky - ph, ox * sw + kx - pw
-                        inside = 0 <= iy < ih and 0 <= ix < iw
-                        last = int(ky == kh - 1 and kx == kw - 1)
-                        row = p * kh * kw + ky * kw + kx
-                        addr = iy * iw + ix if inside else 0
-                        out.append((addr, int(inside), int(ky == kx == 0), last, row, p))
+                        for c in range(f):
+                            iy, ix = oy * sh + ky - ph, ox * sw + kx - pw
+                            inside = 0 <= iy < ih and 0 <= ix < iw
+                            first = int(ky == kx == c == 0)
+                            last = int(ky == kh - 1 and kx == kw - 1 and c == f - 1)
+                            row = (p * kh * kw + ky * kw + kx) * f + c
+                            addr = iy * iw + ix if inside else 0
+                            out.append((addr, int(inside), first, last, row, p, c))
     return out
 
 
 @cocotb.test()
 async def walks_one_frame_twice(dut):
-    names = ("IH", "IW", "KH", "KW", "SH", "SW", "PH", "PW", "G")
+    names = ("IH", "IW", "KH", "KW", "SH", "SW", "PH", "PW", "G", "F")
     want = expected(*(int(getattr(dut, n).value) for n in names))
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
@@ -42,7 +44,7 @@ async def walks_one_frame_twice(dut):
                 got.append(
                     tuple(
                         int(getattr(dut, s).value)
-                        for s in ("addr", "tap_in", "first", "last", "widx", "grp")
+                        for s in ("addr", "tap_in", "first", "last", "widx", "grp", "chk")
                     )
                 )
                 if int(dut.frame_last.value):

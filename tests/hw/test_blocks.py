@@ -44,10 +44,11 @@ def test_sum(params, tmp_path):
 
 
 WINDOWS = [
-    dict(IH=5, IW=6, KH=3, KW=3, SH=1, SW=1, PH=1, PW=1, G=1),
-    dict(IH=7, IW=4, KH=3, KW=2, SH=2, SW=1, PH=1, PW=0, G=3),
-    dict(IH=1, IW=1, KH=1, KW=1, SH=1, SW=1, PH=0, PW=0, G=5),
-    dict(IH=6, IW=6, KH=5, KW=5, SH=3, SW=2, PH=2, PW=2, G=1),
+    dict(IH=5, IW=6, KH=3, KW=3, SH=1, SW=1, PH=1, PW=1, G=1, F=1),
+    dict(IH=7, IW=4, KH=3, KW=2, SH=2, SW=1, PH=1, PW=0, G=3, F=2),
+    dict(IH=1, IW=1, KH=1, KW=1, SH=1, SW=1, PH=0, PW=0, G=5, F=3),
+    dict(IH=6, IW=6, KH=5, KW=5, SH=3, SW=2, PH=2, PW=2, G=1, F=1),
+    dict(IH=9, IW=7, KH=3, KW=3, SH=2, SW=3, PH=2, PW=1, G=2, F=5),
 ]
 
 
@@ -59,6 +60,7 @@ def test_window(params, tmp_path):
 def test_framebuf(tmp_path):
     run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path, dict(W=13, DEPTH=5))
     run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path / "d1", dict(W=3, DEPTH=1))
+    run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path / "b", dict(W=13, DEPTH=5, BLOCK=1))
 
 
 @pytest.mark.parametrize("params", [dict(TW=6, KW=4), dict(TW=13, KW=17)], ids=str)

@@ -45,6 +45,7 @@ class CompiledModel:
     fps_target: float | None = None
     clock_mhz: float | None = None
     threads: int = 1
+    board: str | None = None
     _folder: Path | None = field(default=None, repr=False)
     view: Any = field(default=None, repr=False)  # the target's view model, after save
 
@@ -68,7 +69,8 @@ class CompiledModel:
     def options(self) -> dict[str, Any]:
         """The target's own options, as its ``emit`` takes them."""
         if self.target == "fpga":
-            return {"fps_target": self.fps_target, "clock_mhz": self.clock_mhz}
+            return {"fps_target": self.fps_target, "clock_mhz": self.clock_mhz,
+                    "board": self.board}  # fmt: skip
         if self.target in THREADED:
             return {"schedule": self.schedule, "threads": self.threads}
         return {"schedule": self.schedule}
@@ -191,19 +193,25 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
     fps_target: float | None = None,
     clock_mhz: float | None = None,
     threads: int = 1,
+    board: str | None = None,
 ) -> CompiledModel:
     """Compile a ``torch.nn.Module`` (with ``example_input``: a tensor or a shape) or a model
     file (path) for ``target``. ``schedule`` picks the binary-convolution kernel: ``auto`` (per
     layer, by cost); C targets ``generic`` or ``planar`` (stride-1 layers), Cortex-M targets
     ``dense``, ``sparse`` or ``sliced`` (stride-1 layers over bits).
-    ``fps_target`` and ``clock_mhz`` (default 100) fold the fpga target's engines.
+    ``fps_target`` and ``clock_mhz`` (default 100) fold the fpga target's engines; ``board``
+    (``ulx3s-85f``) adds the board's top, pins and open flow to a bitstream.
     ``threads`` (C targets): the most POSIX threads one inference uses (each layer split across
     output rows or channels; the environment variable BNC_THREADS picks fewer at run time)."""
     from bnc import frontend  # torch is heavy; import on use
 
     tgt = targets.get(target)
-    if (fps_target is not None or clock_mhz is not None) and target != "fpga":
-        raise BncError("fps_target and clock_mhz apply to the fpga target only")
+    if (fps_target is not None or clock_mhz is not None or board is not None) and target != "fpga":
+        raise BncError("fps_target, clock_mhz and board apply to the fpga target only")
+    if board is not None:
+        from bnc.backends.fpga import board as boards
+
+        boards.pll(boards.get(board).osc_mhz, 100.0 if clock_mhz is None else clock_mhz)
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
         raise BncError(f"threads must be a whole number from 1 to {MAX_THREADS}, not {threads!r}")
     if threads != 1 and target not in THREADED:
@@ -228,5 +236,6 @@ def compile(  # noqa: A001 - the name DESIGN §3 fixes
     except (LoweringError, analysis.WidthError) as e:
         raise BncError(f"{imported.name}: {e}") from None
     return CompiledModel(
-        imported.name, imported.graph, lowered, target, schedule, fps_target, clock_mhz, threads
-    )
+        imported.name, imported.graph, lowered, target, schedule, fps_target, clock_mhz, threads,
+        board,
+    )  # fmt: skip

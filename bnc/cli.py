@@ -61,8 +61,10 @@ def _input_shape(text: str | None) -> tuple[int, ...] | None:
 def cmd_compile(a: argparse.Namespace) -> int:
     import bnc
 
-    if (a.fps_target is not None or a.clock_mhz is not None) and a.target != "fpga":
-        raise BncError("--fps-target and --clock-mhz apply to --target fpga only")
+    if (a.fps_target is not None or a.clock_mhz is not None or a.board is not None) and (
+        a.target != "fpga"
+    ):
+        raise BncError("--fps-target, --clock-mhz and --board apply to --target fpga only")
     targets.get(a.target)
     model = Path(a.model)
     out = Path(a.output) if a.output else Path(f"{model.stem}-{a.target}")
@@ -77,6 +79,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
         fps_target=a.fps_target,
         clock_mhz=a.clock_mhz,
         threads=a.threads,
+        board=a.board,
     )
     if a.dump_ir:
         from bnc.ir.printer import dump
@@ -236,6 +239,11 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--fps-target", type=float, help="fpga: frames per second to fold for")
     c.add_argument("--clock-mhz", type=float, help="fpga: clock in MHz (default 100)")
+    c.add_argument(
+        "--board",
+        help="fpga: add a board's top, pins and open flow to a bitstream (ulx3s-85f: Lattice"
+        " ECP5 LFE5U-85F; make bitstream in the output folder, or bnc report)",
+    )
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled folder on a batch of inputs")

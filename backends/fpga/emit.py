@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bnc import templates
+from bnc.backends.fpga import board as boards
 from bnc.backends.fpga.lower import ConvEngine, Engine, FpgaView, lower
 from bnc.ir import interpreter
 from bnc.ir.graph import Graph
@@ -127,8 +128,10 @@ def emit(
     model_name: str,
     fps_target: float | None = None,
     clock_mhz: float | None = None,
+    board: str | None = None,
     **_: object,
 ) -> FpgaView:
+    the_board = boards.get(board) if board is not None else None
     view = lower(graph, verilog_ident(model_name), fps_target, clock_mhz)
     env = templates.environment("fpga")
     rtl = out_dir / "rtl"
@@ -150,9 +153,13 @@ def emit(
     files.append(f"rtl/{top.name}")
     (out_dir / "files.f").write_text("\n".join(files) + "\n", encoding="utf-8")
     for name, template in TEMPLATES.items():
-        text = env.get_template(template).render(m=view, files=files)
+        text = env.get_template(template).render(m=view, files=files, board=the_board)
         (out_dir / name).write_text(text, encoding="utf-8")
+    if the_board is not None:
+        boards.emit(view, out_dir, the_board, files)
     spec = io_spec(view)
+    if the_board is not None:
+        spec["board"] = the_board.name
     (out_dir / "io.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     vectors = json.dumps(_vectors(graph, spec), separators=(",", ":")) + "\n"
     (out_dir / "cocotb" / "vectors.json").write_text(vectors, encoding="utf-8")

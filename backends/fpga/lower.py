@@ -50,7 +50,7 @@ from bnc.ir.graph import Graph
 from bnc.ir.narrow import bits
 from bnc.ir.passes.narrow import NarrowThresholds
 
-ENGINE_OVERHEAD = 4  # start, read latency, accumulate, threshold / write
+ENGINE_OVERHEAD = 5  # start, the window's register, read latency, accumulate, write
 STREAM_OVERHEAD = 3
 IN_OVERHEAD = 0
 ACC_W = 64
@@ -120,7 +120,7 @@ class Window(Geometry):
 
     @property
     def cycles(self) -> int:
-        return conv_cycles(self.oh, self.ow, self.kh * self.kw, self.groups)
+        return pool_cycles(self.oh, self.ow, self.kh * self.kw)
 
 
 @dataclass(frozen=True)
@@ -322,12 +322,17 @@ class Buffer:
         return 2 * self.depth * self.width >= BLOCK_BUFFER_BITS
 
 
+def pool_cycles(oh: int, ow: int, taps: int) -> int:
+    return oh * ow * taps + ENGINE_OVERHEAD
+
+
 def conv_cycles(
     oh: int, ow: int, steps: int, groups: int, serial: int = 1, output: bool = True
 ) -> int:
-    """An engine's cycles per frame: every read, the pipeline, and for a threshold engine
-    its sequencer's ``L`` steps and one more register after the last pass."""
-    return oh * ow * steps * groups + ENGINE_OVERHEAD + (0 if output else serial + 1)
+    """An engine's cycles per frame: every read, and the pipeline after the last: a register
+    after the popcounts, the multipliers' operands (output engine) or the sequencer's ``L``
+    steps and its ROM read (threshold engine), the products, the write."""
+    return oh * ow * steps * groups + ENGINE_OVERHEAD + (3 if output else serial + 3)
 
 
 def _code_width(lo: int, hi: int) -> int:
@@ -461,15 +466,16 @@ COL_BLOCK_LUTS = 2.2  # a 1-bit column whose weights come from a block ROM
 LANE_LUTS = 2  # per bit of the lane's sum: the step's S and the accumulator
 UNIT_LUTS = 2  # per bit of the plane: a threshold unit's adders
 MUX_LUTS = 0.3  # per input bit per chunk: the chunk select
+UNIT_DSP_LUTS = 100  # the price of a threshold unit's two DSP multipliers, in LUTs
 
 
 def conv_luts(fold: Fold, live: int, block: bool, qw: int, sum_w: int, coef_w: int) -> int:
     """The analytic LUT estimate of a convolution engine: its generated columns, the lanes'
-    accumulators, the threshold units (their operand selects over ``L`` lanes), the chunk
-    select and the shared ``T`` sum."""
+    accumulators, the threshold units (their operand selects over ``L`` lanes, and their DSPs
+    at a price in LUTs), the chunk select and the shared ``T`` sum."""
     col = COL_BLOCK_LUTS if block else COL_LUTS
     plane_w = coef_w + sum_w + 1
-    units = fold.units * (UNIT_LUTS * plane_w + (sum_w * fold.serial) // 3)
+    units = fold.units * (UNIT_LUTS * plane_w + (sum_w * fold.serial) // 3 + UNIT_DSP_LUTS)
     mux = MUX_LUTS * fold.simd * qw * fold.chunks if fold.chunks > 1 else 0
     return round(live * qw * col + fold.pe * LANE_LUTS * sum_w + units + mux + fold.simd * qw)
 
@@ -621,7 +627,7 @@ def lower(
         if isinstance(step, ConvStep):
             floor.append(_min_cycles(step))
         elif isinstance(step, PoolStep):
-            floor.append(conv_cycles(step.geo.oh, step.geo.ow, step.geo.kh * step.geo.kw, 1))
+            floor.append(pool_cycles(step.geo.oh, step.geo.ow, step.geo.kh * step.geo.kw))
     if fps_target is None:
         budget = max(floor)
     else:

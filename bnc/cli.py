@@ -174,9 +174,10 @@ def cmd_report(a: argparse.Namespace) -> int:
         raise BncError(f"{rep}: missing; recompile with 'bnc compile'")
     print(rep.read_text(encoding="utf-8"), end="")
     if art.manifest["target"] == "fpga" and not a.no_synth:
-        from bnc.backends.fpga.report import resources_section
+        from bnc.backends.fpga.report import board_section, resources_section
 
         print(resources_section(art.folder), end="")
+        print(board_section(art.folder), end="")
     if art.manifest["target"].startswith("cortex-m"):
         from bnc.backends.mcu.report import sizes_section
 
@@ -271,7 +272,9 @@ def parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("out")
     rp.add_argument(
-        "--no-synth", action="store_true", help="fpga: skip the yosys resource estimate"
+        "--no-synth",
+        action="store_true",
+        help="fpga: skip the yosys resource estimate (and the board's place and route)",
     )
     rp.set_defaults(func=cmd_report)
     return p

@@ -186,3 +186,86 @@ def test_io_spec(tmp_path: Path) -> None:
     spec = json.loads((tmp_path / "io.json").read_text())
     assert spec["output"]["shape"] == list(graph.output.shape)
     assert spec["input"]["shape"] == list(graph.input.shape)
+
+
+def _board_vectors(graph, view, out: Path, n: int) -> None:
+    """board_vectors.json: n random frames as the serial bytes the board takes, and the
+    interpreter's accumulators as the bytes it sends back."""
+    from bnc.backends.fpga.board import BAUD, BOARDS
+    from bnc.backends.fpga.emit import stream_words
+    from bnc.ir import interpreter
+
+    spec = json.loads((out / "io.json").read_text())
+    x = random_input(graph, n, 1)
+    words = stream_words(graph, x, spec)
+    nbytes = (view.in_word + 7) // 8
+    frames = [
+        [b for px in frame for b in sum(int(v) << (32 * k) for k, v in enumerate(px))
+         .to_bytes(4 * len(px), "little")[:nbytes]]
+        for frame in words
+    ]  # fmt: skip
+    o, h, w = spec["output"]["shape"]
+    acc = interpreter.run(graph, x).reshape(n, o, h, w).transpose(0, 2, 3, 1).reshape(n, -1)
+    expected = [[b for v in row for b in int(v).to_bytes(8, "little", signed=True)] for row in acc]
+    board = BOARDS[spec["board"]]
+    vec = {"frames": frames, "expected": expected, "clks": round(view.clock_mhz * 1e6 / BAUD),
+           "clock_pin": f"clk_{int(board.osc_mhz)}mhz"}  # fmt: skip
+    (out / "board_vectors.json").write_text(json.dumps(vec))
+
+
+def test_board_serial_round_trip(tmp_path: Path) -> None:
+    """The ulx3s-85f board top (PLL bypassed in simulation) streams frames in over its serial
+    port and the interpreter's accumulators out, byte for byte; its files pass lint."""
+    from tests.hw.cocotb_run import run_suite
+
+    graph = lower(random_graph(4))
+    out = tmp_path / "art"
+    out.mkdir()
+    view = emit(graph, out, "brd", board="ulx3s-85f")
+    top = out / "board" / f"{view.name}_board.v"
+    for f in (top.name, "pins.lpf", "ecp5.ys", "Makefile"):
+        assert (out / "board" / f).is_file(), f
+    sources = [out / f for f in (out / "files.f").read_text().split()] + [top]
+    lint = subprocess.run(
+        [verilator.executable(), "--lint-only", "-Wall", "-DBNC_SIM", "--top-module",
+         f"{view.name}_board", *map(str, sources)],
+        capture_output=True, text=True, env=verilator.env(),
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stderr[-2000:]
+    _board_vectors(graph, view, out, 2)
+    run_suite(f"{view.name}_board", "cocotb_board", tmp_path / "build", sources=sources,
+              test_dir=Path(__file__).parent / "hw", run_dir=out,
+              defines={"BNC_SIM": 1})  # fmt: skip
+
+
+def test_board_flow_to_bitstream(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """yosys synth_ecp5, nextpnr-ecp5 and ecppack (PyPI) turn a design into a bitstream for
+    the LFE5U-85F; bnc report shows Fmax against the clock and the cells used."""
+    from bnc.backends.fpga.toolchain import place_and_route
+
+    graph = lower(random_graph(3))
+    out = tmp_path / "art"
+    out.mkdir()
+    emit(graph, out, "flow", board="ulx3s-85f")
+    placed = place_and_route(out, quiet=True)
+    assert placed.bitstream.stat().st_size > 100_000
+    assert placed.achieved_mhz > 0 and all(c == 100.0 for _, c in placed.fmax.values())
+    assert placed.utilization["TRELLIS_COMB"][0] > 0
+    assert placed.utilization["EHXPLLL"][0] == 1
+    from bnc.backends.fpga.report import board_section
+
+    text = board_section(out)
+    assert "Fmax" in text and "TRELLIS_COMB" in text and "openFPGALoader" in text
+
+
+def test_pll_dividers() -> None:
+    from bnc.backends.fpga.board import pll
+    from bnc.errors import BncError
+
+    p = pll(25.0, 100.0)
+    assert (p.ref, p.fb, p.op, p.out_mhz) == (1, 4, 6, 100.0)
+    for want in (50.0, 75.0, 125.0, 137.5):
+        q = pll(25.0, want)
+        assert abs(q.out_mhz - want) <= 0.005 * want and 400 <= q.out_mhz * q.op <= 800
+    with pytest.raises(BncError, match="PLL cannot"):
+        pll(25.0, 1000.0)

@@ -235,6 +235,10 @@ def test_fpga_bad_options(model_file: Path, tmp_path: Path, capsys) -> None:
     one_error_line(capsys, [*base, "--clock-mhz", "0"], "--clock-mhz", "positive")
     assert not (tmp_path / "o").exists()
     one_error_line(capsys, ["compile", str(model_file), "--fps-target", "100"], "fpga only")
+    one_error_line(capsys, [*base, "--board", "pynq"], "--board 'pynq'", "ulx3s-85f")
+    one_error_line(capsys, [*base, "--board", "ulx3s-85f", "--clock-mhz", "1000"], "PLL")
+    one_error_line(capsys, ["compile", str(model_file), "--board", "ulx3s-85f"], "fpga only")
+    assert not (tmp_path / "o").exists()
 
 
 def test_fpga_unreachable_frame_rate_warns(model_file: Path, tmp_path: Path, capsys) -> None:

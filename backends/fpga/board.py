@@ -65,9 +65,14 @@ class Pll:
         return max(self.op // 2 - 1, 0)
 
 
+def _rank(p: Pll, want: float) -> tuple[float, float]:
+    return (abs(p.out_mhz - want), abs(p.out_mhz * p.op - 600))
+
+
 def pll(in_mhz: float, out_mhz: float) -> Pll:
     """The dividers whose output is nearest ``out_mhz`` within the PLL's ranges (the phase
-    detector 3.125-400 MHz, the VCO 400-800 MHz, the output 3.125-400 MHz)."""
+    detector 3.125-400 MHz, the VCO 400-800 MHz, the output 3.125-400 MHz), the VCO nearest
+    the middle of its range."""
     best: Pll | None = None
     for ref in range(1, 129):
         if not 3.125 <= in_mhz / ref <= 400:
@@ -76,12 +81,13 @@ def pll(in_mhz: float, out_mhz: float) -> Pll:
             out = in_mhz * fb / ref
             if not 3.125 <= out <= 400:
                 continue
-            for op in range(1, 129):
-                if 400 <= out * op <= 800:
-                    cand = Pll(ref, fb, op, out)
-                    if best is None or abs(out - out_mhz) < abs(best.out_mhz - out_mhz):
-                        best = cand
-                    break
+            ops = [op for op in range(1, 129) if 400 <= out * op <= 800]
+            if not ops:
+                continue
+            op = min(ops, key=lambda k: abs(out * k - 600))  # the VCO mid-range
+            cand = Pll(ref, fb, op, out)
+            if best is None or _rank(cand, out_mhz) < _rank(best, out_mhz):
+                best = cand
     if best is None or abs(best.out_mhz - out_mhz) > 0.005 * out_mhz:
         raise BncError(
             f"--clock-mhz {out_mhz:g}: the board's PLL cannot make it from {in_mhz:g} MHz"
@@ -99,7 +105,7 @@ def emit(view, out_dir: Path, board: Board, files: list[str]) -> None:
     clks = round(view.clock_mhz * 1e6 / BAUD)
     ctx = dict(m=view, b=board, pll=p, clks=clks, baud=BAUD, files=files,
                in_bytes=(view.in_word + 7) // 8)  # fmt: skip
-    names = {"top.v": "board_top.v.j2", "pins.lpf": "board_pins.lpf.j2",
+    names = {f"{view.name}_board.v": "board_top.v.j2", "pins.lpf": "board_pins.lpf.j2",
              "ecp5.ys": "board_ecp5.ys.j2", "Makefile": "board.mk.j2"}  # fmt: skip
     for name, template in names.items():
         (folder / name).write_text(env.get_template(template).render(**ctx), encoding="utf-8")

@@ -1,12 +1,13 @@
-"""The FPGA part of ``report.md``: folding, cycles per stage, frame rate, and the resources
-yosys estimates (``bnc report`` runs the synthesis once and caches it in the folder)."""
+"""The FPGA part of ``report.md``: folding, cycles per stage, frame rate, the resources yosys
+estimates, and for a board its place-and-route result (``bnc report`` runs each flow once and
+caches it in the folder)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from bnc.backends.fpga.lower import ConvEngine, FpgaView
-from bnc.backends.fpga.toolchain import synthesize
+from bnc.backends.fpga.toolchain import place_and_route, synthesize
 
 
 def render(view: FpgaView) -> str:
@@ -57,3 +58,29 @@ def resources_section(folder: Path) -> str:
         "yosys estimates differ from Vivado's place-and-route counts (different LUT packing and"
         " cross-boundary optimisation), typically by 10-30 % either way.\n"
     )
+
+
+def board_section(folder: Path) -> str:
+    """The board flow's result: Fmax per clock against the asked clock, the cells used."""
+    import json
+
+    spec = json.loads((folder / "io.json").read_text(encoding="utf-8"))
+    if "board" not in spec:
+        return ""
+    from bnc.backends.fpga import board as boards
+
+    b = boards.get(spec["board"])
+    r = place_and_route(folder)
+    lines = [f"\n## Board {b.name} ({b.part}): nextpnr-ecp5\n"]
+    for clock, (got, want) in r.fmax.items():
+        verdict = "met" if got >= want else f"NOT met ({100 * (want - got) / want:.0f} % short)"
+        lines.append(f"- clock {clock}: Fmax {got:.1f} MHz for {want:g} MHz: {verdict}")
+    lines.append("")
+    lines.append("| cell | used | available | % |")
+    lines.append("|---|---|---|---|")
+    for cell, (used, avail) in sorted(r.utilization.items()):
+        if used:
+            lines.append(f"| {cell} | {used:,} | {avail:,} | {100 * used / avail:.1f} |")
+    lines.append("")
+    lines.append(f"Bitstream: {r.bitstream.relative_to(folder)}; load it with `{b.loader}`.")
+    return "\n".join(lines) + "\n"

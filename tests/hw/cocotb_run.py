@@ -17,6 +17,7 @@ def run_suite(
     sources: list[Path] | None = None,
     test_dir: Path | None = None,
     run_dir: Path | None = None,
+    defines: dict[str, object] | None = None,
 ) -> None:
     """Build ``top`` with ``parameters`` and run the cocotb test module ``module`` on it.
 
@@ -32,6 +33,7 @@ def run_suite(
         sources=sources or verilator.hw_sources(),
         hdl_toplevel=top,
         parameters=parameters or {},
+        defines=defines or {},
         build_dir=build_dir,
         build_args=["-Wno-fatal"],
         always=True,

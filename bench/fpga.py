@@ -9,6 +9,8 @@ and the bundled example at its default fold. For each: compile time, the cycle m
 cycles per frame Verilator measures on a batch of random frames (equal to the model's, and
 the outputs equal the interpreter's), and yosys 0.70 ``synth_xilinx -abc9`` LUT / FF / BRAM /
 DSP counts. Two designs synthesize at a time; yosys takes a few minutes per CNV design here.
+Then the dense CNV for the ULX3S-85F board through yosys ``synth_ecp5``, nextpnr-ecp5 and
+ecppack (``--board ulx3s-85f``): its Fmax at 100 MHz and the ECP5 cells it uses.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import bnc  # noqa: E402
 from bench.cnv import cnv  # noqa: E402
 from bench.mcu import tfc  # noqa: E402
 from bnc.backends.fpga.lower import lower  # noqa: E402
-from bnc.backends.fpga.toolchain import Resources, synthesize  # noqa: E402
+from bnc.backends.fpga.toolchain import Resources, place_and_route, synthesize  # noqa: E402
 from bnc.ir import interpreter  # noqa: E402
 from bnc.ir import ops as O  # noqa: E402
 from bnc.sim import fpga  # noqa: E402
@@ -49,7 +51,7 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def build(name: str, out: Path, reuse: bool) -> dict[str, object]:
+def build(name: str, out: Path, reuse: bool, board: str | None = None) -> dict[str, object]:
     make, shape, fps = DESIGNS[name]
     if make is None:
         import torch
@@ -58,8 +60,8 @@ def build(name: str, out: Path, reuse: bool) -> dict[str, object]:
     else:
         model = make()
     t0 = time.perf_counter()
-    compiled = bnc.compile(model, input_shape=shape, target="fpga", fps_target=fps)
-    folder = out / name
+    compiled = bnc.compile(model, input_shape=shape, target="fpga", fps_target=fps, board=board)
+    folder = out / (name if board is None else f"{name}-{board}")
     if not (reuse and (folder / "bnc.json").is_file()):
         compiled.save(folder)
     seconds = time.perf_counter() - t0
@@ -97,6 +99,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", choices=list(DESIGNS), help="build only these")
     p.add_argument("--out", help="keep the designs here (default: a temporary folder)")
+    p.add_argument("--no-board", action="store_true", help="skip the ECP5 place and route")
     p.add_argument(
         "--reuse",
         action="store_true",
@@ -109,6 +112,11 @@ def main() -> None:
         rows = [build(name, out, a.reuse) for name in (a.only or DESIGNS)]
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(synth, rows))
+        placed = None
+        if not a.no_board and "cnv-dense" in (a.only or DESIGNS):
+            board = build("cnv-dense", out, a.reuse, "ulx3s-85f")
+            say("cnv-dense for ulx3s-85f: synth_ecp5, nextpnr-ecp5, ecppack")
+            placed = place_and_route(board["folder"])  # type: ignore[arg-type]
     print("FPGA designs, 100 MHz (yosys 0.70 synth_xilinx -abc9, 7-series cells)\n")
     print("| design | alpha % | compile s | cycles/frame model | measured | frames/s"
           " | equal to the interpreter | LUTs (logic + memory) | FFs | BRAM36 | DSP48"
@@ -141,6 +149,11 @@ def main() -> None:
         h = by["cnv-dense-9150"]
         print(f"- dense CNV at 9,150 frames/s <= 26,000 LUTs: {h.luts:,}:"
               f" {verdict(h.luts <= 26_000)}")  # fmt: skip
+    if placed is not None:
+        used = ", ".join(f"{k} {u:,} / {n:,}" for k, (u, n) in sorted(placed.utilization.items())
+                         if u)  # fmt: skip
+        print(f"- dense CNV on the ECP5-85F (ulx3s-85f) at >= 100 MHz after nextpnr: Fmax"
+              f" {placed.achieved_mhz:.1f} MHz: {verdict(placed.met)}; {used}")  # fmt: skip
 
 
 if __name__ == "__main__":

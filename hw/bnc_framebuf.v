@@ -1,8 +1,10 @@
 // bnc_framebuf: a ping-pong frame buffer between two streaming engines.
 // The producer writes one frame into the free bank and hands it over with wr_done; the
-// consumer reads the full bank (synchronous read, one cycle of latency) and frees it with
+// consumer reads the full bank (synchronous read) and frees it with
 // rd_done. Two banks let the producer fill frame n+1 while the consumer reads frame n.
-// BLOCK = 1 asks synthesis for block RAM (ram_style), else it picks (small ones go to LUTs).
+// BLOCK = 1 asks synthesis for block RAM (ram_style) and reads in two cycles (the RAM's
+// output register: a block RAM's bare clock-to-out is slow); else it picks (small ones go to
+// LUTs) and reads in one.
 `default_nettype none
 module bnc_framebuf #(
     parameter integer W = 8,
@@ -54,9 +56,11 @@ module bnc_framebuf #(
     generate
         if (BLOCK != 0) begin : block
             (* ram_style = "block" *) reg [W-1:0] mem [0:2*BANK-1];
+            reg [W-1:0] rd_q;  // the block RAM's output register: two cycles of read latency
             always @(posedge clk) begin
                 if (wr_en) mem[wa] <= wr_data;
-                rd_data <= mem[ra];
+                rd_q <= mem[ra];
+                rd_data <= rd_q;
             end
         end else begin : any
             reg [W-1:0] mem [0:2*BANK-1];

@@ -163,7 +163,7 @@ def test_folding_meets_the_frame_budget() -> None:
     for e in slow.engines:
         if isinstance(e, ConvEngine):
             steps = e.kh * e.kw * e.chunks
-            assert e.cycles == conv_cycles(e.oh, e.ow, steps, e.groups, e.serial, e.output)
+            assert e.cycles == conv_cycles(e.oh, e.ow, steps, e.groups, e.serial, e.output, e.rlat)
             assert e.cycles <= slow.budget
 
 

@@ -101,6 +101,12 @@ class Window(Geometry):
 
     index: int = 0
     name: str = ""
+    in_lat: int = 1  # the input buffer's read latency
+
+    @property
+    def rlat(self) -> int:
+        """The engine's read latency: its input buffer's, or 2 with block-ROM weights."""
+        return self.in_lat
 
     @property
     def groups(self) -> int:
@@ -120,7 +126,7 @@ class Window(Geometry):
 
     @property
     def cycles(self) -> int:
-        return pool_cycles(self.oh, self.ow, self.kh * self.kw)
+        return pool_cycles(self.oh, self.ow, self.kh * self.kw, self.rlat)
 
 
 @dataclass(frozen=True)
@@ -159,12 +165,17 @@ class ConvEngine(Window):
         return self.kh * self.kw * self.chunks
 
     @property
-    def cycles(self) -> int:
-        return conv_cycles(self.oh, self.ow, self.steps, self.passes, self.serial, self.output)
-
-    @property
     def in_word(self) -> int:
         return self.c * self.qw
+
+    @property
+    def rlat(self) -> int:
+        return 2 if self.block else self.in_lat
+
+    @property
+    def cycles(self) -> int:
+        return conv_cycles(self.oh, self.ow, self.steps, self.passes, self.serial, self.output,
+                           self.rlat)  # fmt: skip
 
     @property
     def nb(self) -> bool:
@@ -278,7 +289,7 @@ class FpgaView:
         return [
             ("input stream", self.in_h * self.in_w + IN_OVERHEAD),
             *((f"layer '{e.name}'", e.cycles) for e in self.engines),
-            ("output stream", self.out_words + STREAM_OVERHEAD),
+            ("output stream", self.out_words + STREAM_OVERHEAD + self.buffers[-1].latency - 1),
         ]
 
     @property
@@ -321,18 +332,30 @@ class Buffer:
         depth, so a buffer of at least ``BLOCK_BUFFER_BITS`` goes to block RAM."""
         return 2 * self.depth * self.width >= BLOCK_BUFFER_BITS
 
+    @property
+    def latency(self) -> int:
+        """Cycles from read address to data: block RAM reads through its output register."""
+        return 2 if self.block else 1
 
-def pool_cycles(oh: int, ow: int, taps: int) -> int:
-    return oh * ow * taps + ENGINE_OVERHEAD
+
+def pool_cycles(oh: int, ow: int, taps: int, rlat: int = 1) -> int:
+    return oh * ow * taps + ENGINE_OVERHEAD + rlat - 1
 
 
 def conv_cycles(
-    oh: int, ow: int, steps: int, groups: int, serial: int = 1, output: bool = True
+    oh: int,
+    ow: int,
+    steps: int,
+    groups: int,
+    serial: int = 1,
+    output: bool = True,
+    rlat: int = 1,
 ) -> int:
     """An engine's cycles per frame: every read, and the pipeline after the last: a register
     after the popcounts, the multipliers' operands (output engine) or the sequencer's ``L``
     steps and its ROM read (threshold engine), the products, the write."""
-    return oh * ow * steps * groups + ENGINE_OVERHEAD + (3 if output else serial + 3)
+    tail = 3 if output else serial + 3
+    return oh * ow * steps * groups + ENGINE_OVERHEAD + rlat - 1 + tail
 
 
 def _code_width(lo: int, hi: int) -> int:
@@ -480,7 +503,7 @@ def conv_luts(fold: Fold, live: int, block: bool, qw: int, sum_w: int, coef_w: i
     return round(live * qw * col + fold.pe * LANE_LUTS * sum_w + units + mux + fold.simd * qw)
 
 
-def _folds(step: ConvStep, budget: int) -> list[Fold]:
+def _folds(step: ConvStep, budget: int, in_lat: int) -> list[Fold]:
     """The folds to weigh: for every number of passes, the most chunks that fit the budget
     (fewest columns) and one chunk (no select); the fastest fold if none fits."""
     g = step.geo
@@ -493,8 +516,9 @@ def _folds(step: ConvStep, budget: int) -> list[Fold]:
         fits = []
         for f in chunks:
             fold = Fold.of(o, c, taps, gp, f, step.final)
+            rlat = 2 if fold.passes * taps * fold.chunks > BLOCK_ROWS else in_lat
             cyc = conv_cycles(g.oh, g.ow, taps * fold.chunks, fold.passes, fold.serial,
-                              step.final)  # fmt: skip
+                              step.final, rlat)  # fmt: skip
             if fastest is None or cyc < fastest[0]:
                 fastest = (cyc, fold)
             if cyc <= budget:
@@ -503,7 +527,7 @@ def _folds(step: ConvStep, budget: int) -> list[Fold]:
     return folds or [fastest[1]]  # type: ignore[index]
 
 
-def _conv(index: int, step: ConvStep, budget: int) -> ConvEngine:
+def _conv(index: int, step: ConvStep, budget: int, in_lat: int) -> ConvEngine:
     g = step.geo
     o, c, kh, kw = step.weight.shape
     final = step.final
@@ -525,7 +549,7 @@ def _conv(index: int, step: ConvStep, budget: int) -> ConvEngine:
     coef_w = bits(*(v for trip in coefs for v in trip))
     sum_w = bits(c * taps * mag)
     cost = {}
-    for fold in _folds(step, budget):
+    for fold in _folds(step, budget, in_lat):
         tap_w = bits(fold.simd * mag) + 1  # one step's T or S, with room for 2 * popcount
         block = fold.passes * taps * fold.chunks > BLOCK_ROWS
         cost[fold] = conv_luts(fold, fold.live(step.weight), block, qw, max(sum_w, tap_w),
@@ -540,7 +564,7 @@ def _conv(index: int, step: ConvStep, budget: int) -> ConvEngine:
     units = () if final else _units(fold, coefs, coef_w)
     out_coefs = tuple(_pack([coefs[ch][k] for ch in range(o)], coef_w) for k in range(3))
     return ConvEngine(
-        **g.fields(), index=index, name=step.name,
+        **g.fields(), index=index, name=step.name, in_lat=in_lat,
         passes=fold.passes, pe=fold.pe, chunks=fold.chunks, simd=fold.simd, units=fold.units,
         serial=fold.serial, bits_in=bits_in, flat=flat, qw=qw, sum_w=sum_w, tap_w=tap_w,
         coef_w=coef_w,
@@ -634,17 +658,22 @@ def lower(
         budget = max(1, int(clock * 1e6 // fps_target))
 
     engines: list[Engine] = []
+    feed = Buffer(0, c0 * qw, h0 * w0)  # each engine's input buffer
     for step in sched.steps:
+        in_lat = feed.latency
         if isinstance(step, ConvStep):
-            engines.append(_conv(len(engines), step, budget))
+            engines.append(_conv(len(engines), step, budget, in_lat))
         elif isinstance(step, PoolStep):
             g = step.geo
             engines.append(
                 PoolEngine(
-                    **g.fields(), index=len(engines), name=step.name,
+                    **g.fields(), index=len(engines), name=step.name, in_lat=in_lat,
                     and_mask=_hex(list(step.and_mask.astype(np.uint8))),
                 )
             )  # fmt: skip
+        else:
+            continue
+        feed = Buffer(len(engines), engines[-1].out_word, engines[-1].out_depth)
     if not engines or not isinstance(engines[-1], ConvEngine) or not engines[-1].output:
         raise UnsupportedGraph("the network must end with its output layer (a binary layer)")
     return FpgaView(

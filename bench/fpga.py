@@ -5,12 +5,14 @@
 Designs: FINN's CNV topology (``bench/cnv.py``, random weights: dense = half at beta,
 sparse = 95 % at alpha) folded for FINN's 32,768 cycles per frame, the dense CNV at 9,150
 frames/s at 100 MHz, FINN's TFC-W1A1 topology (``bench/mcu.tfc``) at the same 32,768 cycles,
-and the bundled example at its default fold. For each: compile time, the cycle model, the
-cycles per frame Verilator measures on a batch of random frames (equal to the model's, and
-the outputs equal the interpreter's), and yosys 0.70 ``synth_xilinx -abc9`` LUT / FF / BRAM /
-DSP counts. Two designs synthesize at a time; yosys takes a few minutes per CNV design here.
-Then the dense CNV for the ULX3S-85F board through yosys ``synth_ecp5``, nextpnr-ecp5 and
-ecppack (``--board ulx3s-85f``): its Fmax at 100 MHz and the ECP5 cells it uses.
+the bundled example at its default fold, and FINN's CNV-W1A2 and CNV-W2A2 (Brevitas'
+``bnn_pynq`` models with random weights, through QONNX) at 32,768 cycles. For each: compile
+time, the cycle model, the cycles per frame Verilator measures on a batch of random frames
+(equal to the model's, and the outputs equal the interpreter's), and yosys 0.70
+``synth_xilinx -abc9`` LUT / FF / BRAM / DSP counts. Two designs synthesize at a time;
+yosys takes a few minutes per CNV design here. Then the dense CNV for the ULX3S-85F board
+through yosys ``synth_ecp5``, nextpnr-ecp5 and ecppack (``--board ulx3s-85f``): its Fmax at
+100 MHz and the ECP5 cells it uses.
 """
 
 from __future__ import annotations
@@ -44,7 +46,20 @@ DESIGNS = {
     "cnv-dense-9150": (lambda: cnv(0.5), (3, 32, 32), 9150.0),
     "tfc-dense": (lambda: tfc(0.5), (1, 28, 28), 100e6 / FINN_CYCLES),
     "fashion-bundled": (None, (1, 28, 28), None),
+    "cnv-w1a2-qonnx": ("cnv_1w2a", (3, 32, 32), 100e6 / FINN_CYCLES),
+    "cnv-w2a2-qonnx": ("cnv_2w2a", (3, 32, 32), 100e6 / FINN_CYCLES),
 }
+
+
+def finn_qonnx(name: str, folder: Path) -> Path:
+    """FINN's ``bnn_pynq`` model ``name`` with seeded random weights, exported by Brevitas to
+    QONNX (``tests/qonnxgen.py``)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import qonnxgen
+
+    folder.mkdir(parents=True, exist_ok=True)
+    module = qonnxgen.finn_model(name, 5)
+    return qonnxgen.export(module, qonnxgen.input_shape(name), folder / f"{name}.onnx")
 
 
 def say(msg: str) -> None:
@@ -57,6 +72,8 @@ def build(name: str, out: Path, reuse: bool, board: str | None = None) -> dict[s
         import torch
 
         model = torch.load(ROOT / "examples" / "fashion_bnn.pt", weights_only=False)
+    elif isinstance(make, str):
+        model = finn_qonnx(make, out / "qonnx")
     else:
         model = make()
     t0 = time.perf_counter()

@@ -356,3 +356,124 @@ def multibit_dag(seed: int, blocks: int | None = None) -> Graph:
     if rng.random() < 0.7:
         x = g.add(batch_norm(rng, "bn_out", classes), x)
     return g.graph(x)
+
+
+def multibit_chain(seed: int, blocks: int | None = None) -> Graph:
+    """A random chain (no branches) of DESIGN §2.5–2.7's multi-bit forms, what the fpga
+    target streams: every weight form, Sign or k-bit activations of up to 4 bits (multi-
+    thresholds, explicit or uniform), max-pools of bits or codes before or after the quantizer,
+    strides and padding of any kind, sometimes a global average pool before the classifier,
+    sparsity 0-99 %, gamma of any sign and zero."""
+    rng = np.random.default_rng(seed)
+    extra = np.random.default_rng(seed + 104729)
+    shape = (int(rng.integers(1, 4)), int(rng.integers(4, 11)), int(rng.integers(4, 11)))
+    g = _Dag(shape)
+    x = g.add(input_op(extra), INPUT)
+    share = 1 - float(rng.choice([0.0, 0.5, 0.9, 0.99]))
+    c_in = shape[0]
+
+    def act(name: str, c: int) -> O.Op:
+        return explicit_thresholds(extra, activation(rng, name, str(rng.choice(["sign", "low"]))),
+                                   c)  # fmt: skip
+
+    n = int(rng.integers(1, 4)) if blocks is None else blocks
+    for i in range(n + 1):
+        _, h, w = g.types[x].shape
+        o = int(rng.choice([3, 8, 17]))
+        k = int(rng.choice([1, 3])) if min(h, w) >= 3 else 1
+        stride = 2 if min(h, w) >= 6 and rng.random() < 0.2 else 1
+        pad = k // 2 if rng.random() < 0.6 else 0
+        conv = quant_conv(rng, f"l{i}", c_in, o, k, stride, pad, share,
+                          str(rng.choice(WEIGHT_FORMS)))  # fmt: skip
+        y = g.add(batch_norm(rng, f"l{i}.bn", o), g.add(conv, x))
+        _, h, w = g.types[y].shape
+        pool = min(h, w) >= 2 and rng.random() < 0.4
+        if pool and rng.random() < 0.5:  # before the quantizer
+            y = g.add(O.MaxPool2d(f"l{i}.pool", (2, 2), (2, 2)), y)
+            pool = False
+        x = g.add(act(f"l{i}.act", o), y)
+        if pool:
+            x = g.add(O.MaxPool2d(f"l{i}.pool", (2, 2), (2, 2)), x)
+        c_in = o
+    return _head(g, rng, x, share, 0.4, norm=True)
+
+
+def _head(g: _Dag, rng: np.random.Generator, x: str, share: float, gap: float,
+          norm: bool) -> Graph:  # fmt: skip
+    """The end of a random network: a global average pool (with probability ``gap``), a
+    classifier of any weight form, and (``norm``, with probability 0.7) a BatchNorm."""
+    if rng.random() < gap:
+        x = g.add(O.GlobalAvgPool("gap"), x)
+    x = g.add(O.Flatten("flat"), x)
+    classes = int(rng.integers(2, 11))
+    fc = quant_conv(rng, "fc", g.types[x].channels, classes, 1, 1, 0, share,
+                    str(rng.choice(WEIGHT_FORMS)))  # fmt: skip
+    if isinstance(fc, O.QuantConv2d):
+        fc = O.QuantLinear("fc", fc.index[:, :, 0, 0], fc.levels, fc.bias)
+    else:
+        fc = O.BinaryLinear("fc", fc.weight[:, :, 0, 0], fc.alpha, fc.beta, fc.bias)
+    x = g.add(fc, x)
+    if norm and rng.random() < 0.7:
+        x = g.add(batch_norm(rng, "bn_out", classes), x)
+    return g.graph(x)
+
+
+def _act_like(g: _Dag, name: str, y: str, like: TensorType) -> str:
+    """``y`` through the activation that made a tensor of type ``like`` (Sign or the same
+    quantizer), so a block's output has its input's type."""
+    if like.kind.value == "bit":
+        return g.add(O.Sign(name), y)
+    return g.add(O.Quantize(name, like.scale, like.zero_point, like.lo, like.hi), y)
+
+
+def multibit_resnet(seed: int, blocks: int | None = None) -> Graph:
+    """A random residual network of k-bit activations (up to 4 bits: multi-thresholds) or
+    bits: a stem, then blocks of one conv added to its input, two convs added to the block's
+    input (a shortcut across two layers), a strided block with a 1x1 downsampling shortcut over
+    bits, a concat, a max-pool; every weight form, sparsity 0-99 %, sometimes a global average
+    pool before the classifier."""
+    rng = np.random.default_rng(seed)
+    extra = np.random.default_rng(seed + 15485863)
+    shape = (int(rng.integers(1, 4)), int(rng.integers(5, 11)), int(rng.integers(5, 11)))
+    g = _Dag(shape)
+    x = g.add(input_op(extra), INPUT)
+    share = 1 - float(rng.choice([0.0, 0.5, 0.9, 0.99]))
+    c = int(rng.choice([3, 8, 17]))
+
+    def act(name: str, kind: str) -> O.Op:
+        return explicit_thresholds(extra, activation(rng, name, kind), c)
+
+    def layer(x: str, p: str, c_in: int, o: int, k: int = 3, stride: int = 1) -> str:
+        conv = quant_conv(rng, p, c_in, o, k, stride, k // 2, share, str(rng.choice(WEIGHT_FORMS)))
+        return g.add(batch_norm(rng, f"{p}.bn", o), g.add(conv, x))
+
+    x = g.add(act("stem.act", str(rng.choice(["sign", "low"]))), layer(x, "stem", shape[0], c))
+    n = int(rng.integers(1, 4)) if blocks is None else blocks
+    for i in range(n):
+        kind = str(rng.choice(["one", "two", "down", "concat", "pool"]))
+        _, h, w = g.types[x].shape
+        p = f"b{i}"
+        like = g.types[x]
+        bits_in = like.kind.value == "bit"
+        form = "sign" if bits_in else "low"
+        if kind == "one":
+            x = _act_like(g, f"{p}.act", g.add(O.Add(f"{p}.add"), layer(x, p, c, c), x), like)
+        elif kind == "two":
+            y = g.add(act(f"{p}.act1", str(rng.choice(["sign", "low"]))), layer(x, f"{p}.1", c, c))
+            x = _act_like(g, f"{p}.act", g.add(O.Add(f"{p}.add"), layer(y, f"{p}.2", c, c), x),
+                          like)  # fmt: skip
+        elif kind == "down" and bits_in and min(h, w) >= 2:
+            o = c + int(rng.integers(1, 6))
+            a = layer(x, p, c, o, 3, 2)
+            sc = _conv(rng, f"{p}.down", c, o, 1, 2, 0, share)
+            b = g.add(batch_norm(rng, f"{p}.down.bn", o), g.add(sc, x))
+            x, c = g.add(O.Sign(f"{p}.sign"), g.add(O.Add(f"{p}.add"), a, b)), o
+        elif kind == "concat" and bits_in:
+            o = int(rng.integers(1, 9))
+            y = g.add(O.Sign(f"{p}.sign"), layer(x, p, c, o))
+            x, c = g.add(O.Concat(f"{p}.cat"), x, y), c + o
+        elif kind == "pool" and min(h, w) >= 2:
+            x = g.add(O.MaxPool2d(f"{p}.pool", (2, 2), (2, 2)), x)
+        else:
+            x = g.add(act(f"{p}.act", form), layer(x, p, c, c))
+    return _head(g, rng, x, share, 0.5, norm=False)

@@ -24,7 +24,13 @@ from bnc.sim import fpga, host, verilator
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import require_tool  # noqa: E402
 from differential import assert_equal  # noqa: E402
-from irgen import random_graph, random_input  # noqa: E402
+from irgen import (  # noqa: E402
+    multibit_chain,
+    multibit_resnet,
+    random_dag,
+    random_graph,
+    random_input,
+)
 
 # (seed, fold): fold 1 is the default (every stage folded to the slowest one); fold k asks
 # for a frame rate k times lower, so engines take more passes with fewer lanes and deep
@@ -46,10 +52,45 @@ def _fps(graph, fold: int) -> float | None:
 
 @pytest.mark.parametrize(("seed", "fold"), CASES, ids=lambda v: str(v))
 def test_matches_interpreter_and_c(seed: int, fold: int, tmp_path: Path) -> None:
-    graph = lower(random_graph(seed))
+    _check(lower(random_graph(seed)), f"random{seed}", seed, fold, seed in (0, 3), tmp_path)
+
+
+# multibit_chain (seed, fold): k-bit activations as multi-thresholds (1 to 15 levels), weights
+# of two to seven masks, max-pools of codes, global average pools, at the default rate and
+# folded further.
+MULTIBIT = [(0, 1), (2, 1), (10, 1), (18, 1), (20, 1), (0, 4), (14, 4), (27, 3)]
+
+
+@pytest.mark.parametrize(("seed", "fold"), MULTIBIT, ids=lambda v: str(v))
+def test_multibit_chain_matches_interpreter(seed: int, fold: int, tmp_path: Path) -> None:
+    graph = lower(multibit_chain(seed))
+    view = _check(graph, f"multibit{seed}", seed, fold, seed == 2, tmp_path)
+    conv = [e for e in view.engines if isinstance(e, ConvEngine)]
+    assert any(e.levels for e in conv) or any(e.masks > 1 for e in conv)
+
+
+# Graphs (generator, seed, fold): random_dag's identity adds and 1x1 downsampling shortcuts
+# over bits, concats whose source another layer also reads, global average pools;
+# multibit_resnet's shortcuts of k-bit codes, across one layer or two (a deeper copy).
+GRAPHS = [("dag", 0, 1), ("dag", 3, 3), ("dag", 4, 1), ("dag", 6, 2), ("res", 3, 1),
+          ("res", 9, 1), ("res", 24, 3), ("res", 25, 1)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("gen", "seed", "fold"), GRAPHS, ids=lambda v: str(v))
+def test_graphs_match_interpreter(gen: str, seed: int, fold: int, tmp_path: Path) -> None:
+    graph = lower((random_dag if gen == "dag" else multibit_resnet)(seed))
+    view = _check(graph, f"{gen}{seed}", seed, fold, (gen, seed) == ("res", 9), tmp_path)
+    assert len(view.buffers) > len(view.engines) + 1  # a tensor read twice has two copies
+    if (gen, seed) in (("dag", 0), ("res", 9)):  # a shortcut across two stages
+        assert max(b.banks for b in view.buffers) == 3
+
+
+def _check(graph, name: str, seed: int, fold: int, with_c: bool, tmp_path: Path):
+    """Emit, lint, run 9 random inputs under Verilator: equal to the interpreter (and to the
+    C target where ``with_c``), measured interval equal to the model's."""
     out = tmp_path / "fpga"
     out.mkdir()
-    view = emit(graph, out, f"random{seed}", fps_target=_fps(graph, fold))
+    view = emit(graph, out, name, fps_target=_fps(graph, fold))
     lint = subprocess.run(
         ["make", "-s", "-C", str(out), "lint", f"VERILATOR={verilator.executable()}"],
         capture_output=True, text=True, env=verilator.env(),
@@ -66,12 +107,13 @@ def test_matches_interpreter_and_c(seed: int, fold: int, tmp_path: Path) -> None
         assert view.interval <= view.budget or any(
             isinstance(e, ConvEngine) and e.groups == 1 for e in view.engines
         )
-    if seed in (0, 3):  # the C target gives the same accumulators
+    if with_c:  # the C target gives the same accumulators
         c_dir = tmp_path / "c"
         c_dir.mkdir()
-        c_emit(graph, c_dir, f"random{seed}", HOST)
+        c_emit(graph, c_dir, name, HOST)
         c_got, _ = host.run(c_dir, x, HOST)
         np.testing.assert_array_equal(got, c_got)
+    return view
 
 
 def test_generated_top_cocotb(tmp_path: Path) -> None:

@@ -402,17 +402,17 @@ def test_bad_multibit_files(edit: str, needles: tuple[str, ...], tmp_path: Path,
 
 
 def test_quantizer_without_a_linear_layer_and_fpga_multibit(tmp_path: Path, capsys) -> None:
-    """An ActQuantizer straight after the input quantizer, and a multi-bit model for fpga."""
+    """An ActQuantizer straight after the input quantizer, and 8-bit activations for fpga."""
     bad = nn.Sequential(bn.InputQuantizer(input_shape=(1, 6, 6)), bn.ActQuantizer(2),
                         nn.Flatten(), bn.BinaryLinear(36, 3)).eval()  # fmt: skip
     path = tmp_path / "bad.pt"
     torch.save(bad, path)
     one_error_line(capsys, ["compile", str(path), "-o", str(tmp_path / "o")], "layer '1'",
                    "activation quantizer")  # fmt: skip
-    good = tmp_path / "mb.pt"
-    torch.save(_multibit(), good)
+    wide = tmp_path / "mb8.pt"
+    torch.save(_multibit(bn.ActQuantizer(8)), wide)  # 8-bit codes: a Requantize
     out = tmp_path / "f"
-    one_error_line(capsys, ["compile", str(good), "--target", "fpga", "-o", str(out)],
+    one_error_line(capsys, ["compile", str(wide), "--target", "fpga", "-o", str(out)],
                    "fpga: layer '", "does not build yet")  # fmt: skip
     assert not (tmp_path / "o").exists() and not out.exists()
 

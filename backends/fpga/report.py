@@ -34,13 +34,18 @@ def render(view: FpgaView) -> str:
         if isinstance(e, ConvEngine):
             where = "block ROM" if e.block else "LUT constants"
             units = "- (writes the plane)" if e.output else f"{e.units} x {e.serial}"
+            if e.levels:
+                units += f", {e.levels} thresholds each"
+            where += f", {e.masks} masks" if e.masks > 1 else ""
+            where += "".join(f", + {s.kind} shortcut" for s in e.shortcuts)
             lines.append(
                 f"| {e.name} | {e.groups} x {e.pe} | {e.chunks} x {e.simd} | {units}"
                 f" | {e.live:,} / {e.dead:,} | {where} | {e.cycles:,} | {e.luts:,} |"
             )
         else:
+            what = {"pool": "max-pool", "sum": "global average pool", "concat": "concat"}[e.kind]
             lines.append(
-                f"| {e.name} (max-pool) | 1 x {e.c} | 1 x {e.c} | - | - | - | {e.cycles:,} | - |"
+                f"| {e.name} ({what}) | 1 x {e.c} | 1 x {e.c} | - | - | - | {e.cycles:,} | - |"
             )
     lines.append(f"| output stream | - | - | - | - | - | {stages['output stream']:,} | - |")
     lines.append("")

@@ -1,4 +1,4 @@
-"""cocotb: bnc_framebuf hands whole frames from producer to consumer, two banks deep.
+"""cocotb: bnc_framebuf hands whole frames from producer to consumer, BANKS banks deep.
 
 Stimulus changes on falling edges and is sampled there, half a cycle after the design's
 rising edge."""
@@ -12,9 +12,9 @@ from cocotb.triggers import FallingEdge
 
 @cocotb.test()
 async def ping_pong(dut):
-    depth, w = int(dut.DEPTH.value), int(dut.W.value)
+    depth, w, banks = int(dut.DEPTH.value), int(dut.W.value), int(dut.BANKS.value)
     rng = random.Random(1)
-    frames = [[rng.getrandbits(w) for _ in range(depth)] for _ in range(3)]
+    frames = [[rng.getrandbits(w) for _ in range(depth)] for _ in range(2 * banks + 1)]
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     for s in ("wr_en", "wr_addr", "wr_data", "wr_done", "rd_addr", "rd_done"):
         getattr(dut, s).value = 0
@@ -44,13 +44,15 @@ async def ping_pong(dut):
         dut.rd_done.value = 0
         return got
 
-    await write(frames[0])
-    assert int(dut.rd_ready.value) == 1
-    await write(frames[1])
-    assert int(dut.wr_ready.value) == 0, "a third frame must wait for a free bank"
+    for k in range(banks):
+        await write(frames[k])
+        assert int(dut.rd_ready.value) == 1
+    assert int(dut.wr_ready.value) == 0, "a frame more than the banks must wait for a free one"
     assert await read() == frames[0]
     assert int(dut.wr_ready.value) == 1, "the freed bank takes the next frame"
-    await write(frames[2])
-    assert await read() == frames[1]
-    assert await read() == frames[2]
+    for k in range(banks, 2 * banks + 1):  # around the ring again, a frame behind
+        await write(frames[k])
+        assert await read() == frames[k - banks + 1]
+    for k in range(banks + 2, 2 * banks + 1):
+        assert await read() == frames[k]
     assert int(dut.rd_ready.value) == 0 and int(dut.wr_ready.value) == 1

@@ -61,15 +61,30 @@ def test_framebuf(tmp_path):
     run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path, dict(W=13, DEPTH=5))
     run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path / "d1", dict(W=3, DEPTH=1))
     run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path / "b", dict(W=13, DEPTH=5, BLOCK=1))
+    run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path / "r3", dict(W=7, DEPTH=5, BANKS=3))
+    run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path / "r4", dict(W=7, DEPTH=8, BANKS=4))
+    run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path / "r3b",
+              dict(W=7, DEPTH=6, BANKS=3, BLOCK=1))  # fmt: skip
+    run_suite("bnc_framebuf", "cocotb_framebuf", tmp_path / "r3d1", dict(W=3, DEPTH=1, BANKS=3))
 
 
-@pytest.mark.parametrize("params", [dict(TW=6, KW=4), dict(TW=13, KW=17)], ids=str)
+@pytest.mark.parametrize(
+    "params", [dict(TW=6, KW=4), dict(TW=13, KW=17), dict(TW=7, KW=5, K=3, VW=15)], ids=str
+)
 def test_threshold(params, tmp_path):
     run_suite("bnc_threshold", "cocotb_threshold", tmp_path, params)
 
 
-def test_bitpool(tmp_path):
-    run_suite("bnc_bitpool", "cocotb_bitpool", tmp_path, dict(C=11, AND_MASK=0b10110011010))
+@pytest.mark.parametrize(
+    "params", [dict(C=11, AND_MASK=0b10110011010), dict(C=5, W=3, AND_MASK=0b01101)], ids=str
+)
+def test_bitpool(params, tmp_path):
+    run_suite("bnc_bitpool", "cocotb_bitpool", tmp_path, params)
+
+
+@pytest.mark.parametrize("params", [dict(C=6, W=1, OW=6), dict(C=4, W=3, OW=8)], ids=str)
+def test_sumpool(params, tmp_path):
+    run_suite("bnc_sumpool", "cocotb_sumpool", tmp_path, params)
 
 
 @pytest.mark.parametrize(

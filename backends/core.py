@@ -442,7 +442,11 @@ def _geometry(t_in: tuple[int, int, int], out: tuple[int, int, int], kernel, str
 
 
 def schedule(
-    graph: Graph, fuse_points: bool = False, merge_masks: bool = False, code_planes: int = 0
+    graph: Graph,
+    fuse_points: bool = False,
+    merge_masks: bool = False,
+    code_planes: int = 0,
+    ride_identities: bool = False,
 ) -> Schedule:
     """The steps of a lowered graph in execution order (see the module docstring).
 
@@ -451,7 +455,9 @@ def schedule(
     is short of memory (Cortex-M) takes it. ``merge_masks``: the masks of one layer (operands
     over the same input and window walk) are one step (``ConvStep.more``), T counted once.
     ``code_planes``: codes of up to that many bits are held as bit planes (``BIT_PLANES``),
-    wider ones as integers."""
+    wider ones as integers. ``ride_identities``: a plane whose operands are all identity
+    shortcuts (an add of two tensors) computes the last as its layer and adds the others
+    where it thresholds (``BitAdd``), instead of writing a partial plane."""
     tensors: list[Tensor] = []
     by_value: dict[str, Tensor] = {}
     steps: list[Step] = []
@@ -509,7 +515,7 @@ def schedule(
             order = _operand_order(graph, node)
             riding = [k for k in order if _bit_shortcut(graph, node, k, by_value)]
             if len(riding) == len(order):  # one real layer computes; the shortcuts ride on it
-                riding = []
+                riding = riding[:-1] if ride_identities else []
             bit_adds = tuple(
                 BitAdd(by_value[_conv_of(graph, node, k).args[0]], tuple(int(v) for v in op.s[k]))
                 for k in riding

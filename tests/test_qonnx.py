@@ -129,11 +129,12 @@ def test_fpga_builds_binary_qonnx(name: str, files, tmp_path: Path) -> None:
     check(lower(load_model(path).graph), G.random_inputs(shape, 3, 5), "fpga", tmp_path)
 
 
-@pytest.mark.parametrize("name", ["tfc_1w2a", "tfc_2w2a"])
+@pytest.mark.parametrize("name", ["tfc_1w2a", "tfc_2w2a", "res2"])
 def test_fpga_builds_multibit_qonnx(name: str, files, tmp_path: Path) -> None:
     """FINN's W1A2 and W2A2: 2-bit activations as multi-thresholds, 2-bit weights as two
-    masks over one window walk, under Verilator equal to the interpreter (and so to the C
-    target, which the tests above hold to it)."""
+    masks over one window walk; the Brevitas residual network (its add of two requantized
+    3-bit tensors: one rides on the other as a shortcut). Under Verilator equal to the
+    interpreter (and so to the C target, which the tests above hold to it)."""
     path, shape = files(name, 5)
     check(lower(load_model(path).graph), G.random_inputs(shape, 3, 5), "fpga", tmp_path)
 
@@ -147,8 +148,9 @@ def test_fpga_builds_multibit_cnv(name: str, files, tmp_path: Path) -> None:
 
 
 def test_fpga_refuses_what_it_does_not_build(files, tmp_path: Path, capsys) -> None:
-    """The residual model's shortcut (a fan-out of codes), which fpga does not build yet."""
-    multi, _ = files("res2", 5)
+    """The 4-bit residual model's 5-bit shared quantizer (requantized codes), which fpga does
+    not build yet."""
+    multi, _ = files("res4", 5)
     out = tmp_path / "multi"
     one_error_line(capsys, ["compile", str(multi), "--target", "fpga", "-o", str(out)], "fpga:")
     assert not out.exists()

@@ -213,7 +213,6 @@ class ConvEngine(Window):
     lanes: tuple[Lane, ...] = ()
     thresholds: tuple[Unit, ...] = ()
     coefs: tuple[str, ...] = ()  # output engine: per pass t, then each mask's s (packed)
-    one_hot_rows: tuple[int, ...] = ()  # rows some tap column decodes
     shortcuts: tuple[Shortcut, ...] = ()
     term_w: int = 0  # width of a test's shortcut terms (0: none)
     live: int = 0  # generated columns over all lanes
@@ -844,7 +843,6 @@ def _conv(index: int, step: ConvStep, budget: int, in_lat: int, bufs: list[Buffe
         found, lv, dd = _lanes(fold, m.weight, fold.block, tap_w if bits_in and not flat else 0, j)
         lanes += found
         live, dead = live + lv, dead + dd
-    one_hot = sorted({col.row for lane in lanes for col in lane.columns if col.kind == "tap"})
     units = () if final else _units(fold, coefs, coef_w, extra)
     out_coefs = tuple(_pack([coefs[ch][j] for ch in range(o)], coef_w) for j in range(1 + k))
     code_w, code_base = 1, 0
@@ -859,7 +857,7 @@ def _conv(index: int, step: ConvStep, budget: int, in_lat: int, bufs: list[Buffe
         bits_in=bits_in, flat=flat, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
         output=final, block=fold.block, rows=fold.rows, lanes=tuple(lanes), thresholds=units,
         shortcuts=tuple(shortcuts), term_w=term_w,
-        coefs=out_coefs if final else (), one_hot_rows=tuple(one_hot),
+        coefs=out_coefs if final else (),
         live=live, dead=dead, luts=cost[fold],
     )  # fmt: skip
 
@@ -912,7 +910,8 @@ def lower(
     if fps_target is not None and (not fps_target > 0 or not math.isfinite(fps_target)):
         raise BncError(f"--fps-target must be a positive frame rate, not {fps_target!r}")
     _supported(graph)
-    sched = core.schedule(NarrowThresholds().apply(graph), fuse_points=True, merge_masks=True)
+    sched = core.schedule(NarrowThresholds().apply(graph), fuse_points=True, merge_masks=True,
+                          ride_identities=True)  # fmt: skip
     _streamable(sched)
     inp = sched.input
     c0, h0, w0 = graph.input.shape

@@ -213,6 +213,7 @@ class ConvEngine(Window):
     lanes: tuple[Lane, ...] = ()
     thresholds: tuple[Unit, ...] = ()
     coefs: tuple[str, ...] = ()  # output engine: per pass t, then each mask's s (packed)
+    one_hot_rows: tuple[int, ...] = ()  # rows some one-hot column decodes
     shortcuts: tuple[Shortcut, ...] = ()
     term_w: int = 0  # width of a test's shortcut terms (0: none)
     live: int = 0  # generated columns over all lanes
@@ -843,6 +844,7 @@ def _conv(index: int, step: ConvStep, budget: int, in_lat: int, bufs: list[Buffe
         found, lv, dd = _lanes(fold, m.weight, fold.block, tap_w if bits_in and not flat else 0, j)
         lanes += found
         live, dead = live + lv, dead + dd
+    one_hot = sorted({col.row for lane in lanes for col in lane.columns if col.kind == "tap"})
     units = () if final else _units(fold, coefs, coef_w, extra)
     out_coefs = tuple(_pack([coefs[ch][j] for ch in range(o)], coef_w) for j in range(1 + k))
     code_w, code_base = 1, 0
@@ -856,7 +858,7 @@ def _conv(index: int, step: ConvStep, budget: int, in_lat: int, bufs: list[Buffe
         serial=fold.serial, masks=k, levels=n_levels, code_w=code_w, code_base=code_base,
         bits_in=bits_in, flat=flat, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
         output=final, block=fold.block, rows=fold.rows, lanes=tuple(lanes), thresholds=units,
-        shortcuts=tuple(shortcuts), term_w=term_w,
+        one_hot_rows=tuple(one_hot), shortcuts=tuple(shortcuts), term_w=term_w,
         coefs=out_coefs if final else (),
         live=live, dead=dead, luts=cost[fold],
     )  # fmt: skip

@@ -42,16 +42,23 @@ def test_multibit_graph_is_bit_exact(target: str, seed: int, tmp_path: Path) -> 
     check(graph, random_input(graph, 12, seed), target, tmp_path)
 
 
-def test_fpga_refuses_multibit_graphs_with_one_line(tmp_path: Path) -> None:
-    seen = set()
-    for seed in range(8):
-        with pytest.raises(UnsupportedGraph) as e:
-            targets.get("fpga").emit(lower(multibit_dag(seed)), tmp_path / str(seed), "m")
-        msg = str(e.value)
-        assert "\n" not in msg and msg.startswith("fpga: ")
-        seen |= {w for w in ("k-bit activations", "multi-level weights") if w in msg}
-        assert not (tmp_path / str(seed)).exists() or not any((tmp_path / str(seed)).iterdir())
-    assert seen == {"k-bit activations", "multi-level weights"}
+def test_fpga_builds_or_refuses_multibit_graphs_with_one_line(tmp_path: Path) -> None:
+    """The fpga target builds k-bit activations, multi-level weights and code shortcuts
+    (tests/test_backend_fpga.py runs them); what it does not build yet (requantized codes:
+    the 8-bit residual streams) it refuses with one line and writes nothing."""
+    built, refused = 0, 0
+    for seed in range(16):
+        out = tmp_path / str(seed)
+        try:
+            targets.get("fpga").emit(lower(multibit_dag(seed)), out, "m")
+            built += 1
+            assert (out / "rtl" / "m_top.v").is_file()
+        except UnsupportedGraph as e:
+            refused += 1
+            msg = str(e)
+            assert "\n" not in msg and msg.startswith("fpga: ") and "requantized codes" in msg
+            assert not out.exists() or not any(out.iterdir())
+    assert built and refused
 
 
 VARIANTS = {

@@ -323,10 +323,19 @@ class ConvEngine(Window):
         return self.coef_words * self.coef_w + sum(s.c for s in self.shortcuts if s.kind == "point")
 
     @property
+    def plane_w(self) -> int:
+        """Width of a unit's plane ``t*T + sum_k s_k*S_k + c``."""
+        return self.product_w + 1
+
+    @property
     def pv_w(self) -> int:
         """Width of the registered plane: room for the shortcut terms and one c_l more."""
-        vw = self.product_w + 1
-        return max(vw, self.term_w) + 2 if self.shortcuts else vw + 1
+        return max(self.plane_w, self.term_w) + 2 if self.shortcuts else self.plane_w + 1
+
+    @property
+    def ox_w(self) -> int:
+        """Width of the output x counter the shortcut reads keep."""
+        return addr_width(self.ow)
 
     @property
     def level_w(self) -> int:

@@ -4,6 +4,11 @@
 // address, whether the tap lies inside the image (a padded tap reads nothing and contributes
 // nothing), the chunk, the first / last step of the pass, the pass number and
 // widx = (pass * KH * KW + tap) * F + chunk (the weight row).
+//
+// With N > 0 it walks a step list instead (sparsity in time): per output pixel the N
+// entries of LIST in order, entry i = {last, first, chunk, kx, ky} in bits from the lowest
+// (YW, KXW, FW, 1, 1 wide), widx = i; a pass ends at an entry marked last. The steps a list
+// leaves out are the ones whose weights are all zero.
 `default_nettype none
 module bnc_window #(
     parameter integer IH = 4, parameter integer IW = 4,
@@ -15,9 +20,15 @@ module bnc_window #(
     parameter integer OH = (IH + 2 * PH - KH) / SH + 1,
     parameter integer OW = (IW + 2 * PW - KW) / SW + 1,
     parameter integer AW = (IH * IW <= 1) ? 1 : $clog2(IH * IW),
-    parameter integer XW = (G * KH * KW * F <= 1) ? 1 : $clog2(G * KH * KW * F),
     parameter integer GW = (G <= 1) ? 1 : $clog2(G),
-    parameter integer FW = (F <= 1) ? 1 : $clog2(F)
+    parameter integer FW = (F <= 1) ? 1 : $clog2(F),
+    parameter integer N = 0,
+    parameter integer YW = (KH <= 1) ? 1 : $clog2(KH),
+    parameter integer KXW = (KW <= 1) ? 1 : $clog2(KW),
+    parameter integer EW = YW + KXW + FW + 2,
+    parameter [(N > 0 ? N : 1) * EW - 1:0] LIST = 0,
+    parameter integer ROWS = N > 0 ? N : G * KH * KW * F,
+    parameter integer XW = (ROWS <= 1) ? 1 : $clog2(ROWS)
 ) (
     input  wire          clk,
     input  wire          rst,
@@ -57,11 +68,13 @@ module bnc_window #(
     localparam signed [LW-1:0] X_SW = SW[LW-1:0];
 
     reg signed [CW-1:0] by, bx;  // top-left input coordinate of the window
-    reg [CW-1:0] ky, kx, oy, ox;
+    reg [CW-1:0] oy, ox;
+    wire [CW-1:0] ky, kx;
     reg [GW-1:0] g;
-    reg [FW-1:0] f;
+    wire [FW-1:0] f;
     reg [XW-1:0] w;
-    reg signed [LW-1:0] pbase, rbase, toff;
+    reg signed [LW-1:0] pbase, rbase;
+    wire signed [LW-1:0] toff;
 
     wire signed [CW-1:0] iy = by + $signed(ky);
     wire signed [CW-1:0] ix = bx + $signed(kx);
@@ -72,10 +85,6 @@ module bnc_window #(
     /* verilator lint_on UNUSEDSIGNAL */
     assign addr = tap_in ? lin[AW-1:0] : {AW{1'b0}};
     assign issue = busy;
-    wire f_end = f == L_F;
-    assign first = ky == 0 && kx == 0 && f == 0;
-    wire ky_end = ky == L_KH, kx_end = kx == L_KW;
-    assign last = ky_end && kx_end && f_end;
     wire g_end = g == L_G;
     wire ox_end = ox == L_OW, oy_end = oy == L_OH;
     assign frame_last = last && g_end && ox_end && oy_end;
@@ -95,11 +104,10 @@ module bnc_window #(
 
     always @(posedge clk) begin
         if (rst || !busy) begin
-            ky <= 0; kx <= 0; oy <= 0; ox <= 0; g <= 0; f <= 0; w <= 0;
+            oy <= 0; ox <= 0; g <= 0; w <= 0;
             by <= -C_PH; bx <= -C_PW;
-            pbase <= X_START; rbase <= X_START; toff <= 0;
+            pbase <= X_START; rbase <= X_START;
         end else begin
-            if (f_end) toff <= last ? 0 : kx_end ? toff + X_TROW : toff + 1'b1;
             if (last && g_end) begin
                 if (!ox_end) pbase <= pbase + X_SW;
                 else if (oy_end) begin
@@ -109,11 +117,6 @@ module bnc_window #(
                     pbase <= rbase + X_RSTEP;
                     rbase <= rbase + X_RSTEP;
                 end
-            end
-            f <= f_end ? 0 : f + 1'b1;
-            if (f_end) kx <= kx_end ? 0 : kx + 1'b1;
-            if (f_end && kx_end) ky <= ky_end ? 0 : ky + 1'b1;
-            if (last && g_end) begin
                 g <= 0;
                 w <= 0;
                 ox <= ox_end ? 0 : ox + 1'b1;
@@ -128,5 +131,40 @@ module bnc_window #(
             end
         end
     end
+
+    // The tap and chunk of the step: counted (every step), or read from the list.
+    generate
+        if (N == 0) begin : walk
+            reg [CW-1:0] ky_r, kx_r;
+            reg [FW-1:0] f_r;
+            reg signed [LW-1:0] toff_r;
+            wire f_end = f_r == L_F, kx_end = kx_r == L_KW, ky_end = ky_r == L_KH;
+            assign ky = ky_r;
+            assign kx = kx_r;
+            assign f = f_r;
+            assign toff = toff_r;
+            assign first = ky_r == 0 && kx_r == 0 && f_r == 0;
+            assign last = ky_end && kx_end && f_end;
+            always @(posedge clk) begin
+                if (rst || !busy) begin
+                    ky_r <= 0; kx_r <= 0; f_r <= 0; toff_r <= 0;
+                end else begin
+                    if (f_end) toff_r <= last ? 0 : kx_end ? toff_r + X_TROW : toff_r + 1'b1;
+                    f_r <= f_end ? 0 : f_r + 1'b1;
+                    if (f_end) kx_r <= kx_end ? 0 : kx_r + 1'b1;
+                    if (f_end && kx_end) ky_r <= ky_end ? 0 : ky_r + 1'b1;
+                end
+            end
+        end else begin : list
+            localparam signed [LW-1:0] X_IW = IW[LW-1:0];
+            wire [EW-1:0] e = LIST[w * EW +: EW];
+            assign ky = {{(CW - YW){1'b0}}, e[YW-1:0]};
+            assign kx = {{(CW - KXW){1'b0}}, e[YW +: KXW]};
+            assign f = e[YW + KXW +: FW];
+            assign first = e[EW - 2];
+            assign last = e[EW - 1];
+            assign toff = $signed({{(LW - CW){1'b0}}, ky}) * X_IW + $signed({{(LW - CW){1'b0}}, kx});
+        end
+    endgenerate
 endmodule
 `default_nettype wire

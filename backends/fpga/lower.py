@@ -37,8 +37,16 @@ path it skips, so no engine waits on it (``Buffer.banks``).
   (``hw/bnc_sumpool.v``; the division is in the next layer's coefficients); a concat engine
   reads its sources pixel by pixel and writes their channels side by side.
 
+Sparsity in time: a convolution engine whose fold has steps (pass, tap, chunk) where every
+lane's weights are zero walks a step list instead of every step (``Fold.steps``,
+``hw/bnc_window.v``'s ``LIST``), so its weight rows, and its cycles, are those of the live
+steps. ``T`` counts every input, so while any channel has ``t != 0`` the first pass walks
+every step and the later passes reuse its ``T``; a pass keeps at least ``L`` steps (the
+time-shared tests of the pass before it).
+
 Cycle model (Verilator measures exactly this on every test model): an engine needs
-``OH*OW*G*KH*KW*F`` reads plus its pipeline (``conv_cycles``, ``pool_cycles``), the input
+``OH*OW*R`` reads (``R`` the steps per pixel: ``G*KH*KW*F``, or a step list's) plus its
+pipeline (``conv_cycles``, ``pool_cycles``), the input
 stream ``H*W``, the output stream ``words + STREAM_OVERHEAD``. Frames overlap, so the design
 takes a new frame every ``max`` of those (the initiation interval).
 
@@ -51,7 +59,7 @@ allows and every other layer folds down to match it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -209,7 +217,8 @@ class ConvEngine(Window):
     coef_w: int = 2
     output: bool = False
     block: bool = False  # weight rows in a block ROM (registered read)
-    rows: int = 1
+    rows: int = 1  # weight rows: steps per pixel
+    walk: str = ""  # the step list (``step_list``); empty: every step
     lanes: tuple[Lane, ...] = ()
     thresholds: tuple[Unit, ...] = ()
     coefs: tuple[str, ...] = ()  # output engine: per pass t, then each mask's s (packed)
@@ -223,11 +232,6 @@ class ConvEngine(Window):
     @property
     def groups(self) -> int:
         return self.passes
-
-    @property
-    def steps(self) -> int:
-        """Reads per pass: every tap, chunk by chunk."""
-        return self.kh * self.kw * self.chunks
 
     @property
     def in_word(self) -> int:
@@ -251,8 +255,8 @@ class ConvEngine(Window):
 
     @property
     def cycles(self) -> int:
-        return conv_cycles(self.oh, self.ow, self.steps, self.passes, self.serial, self.output,
-                           self.rlat, self.late)  # fmt: skip
+        return conv_cycles(self.oh, self.ow, self.rows, self.serial, self.output, self.rlat,
+                           self.late)  # fmt: skip
 
     @property
     def nb(self) -> bool:
@@ -521,19 +525,18 @@ def pool_cycles(oh: int, ow: int, taps: int, rlat: int = 1) -> int:
 def conv_cycles(
     oh: int,
     ow: int,
-    steps: int,
-    groups: int,
+    reads: int,
     serial: int = 1,
     output: bool = True,
     rlat: int = 1,
     late: bool = False,
 ) -> int:
-    """An engine's cycles per frame: every read, and the pipeline after the last: a register
-    after the popcounts, the multipliers' operands (output engine) or the sequencer's ``L``
+    """An engine's cycles per frame: ``reads`` per pixel, and the pipeline after the last: a
+    register after the popcounts, the multipliers' operands (output engine) or the sequencer's ``L``
     steps and its ROM read (threshold engine), the products, (the plane registered, for a
     multi-threshold or shortcuts: ``late``,) the write."""
     tail = 3 if output else serial + 3 + int(late)
-    return oh * ow * steps * groups + ENGINE_OVERHEAD + rlat - 1 + tail
+    return oh * ow * reads + ENGINE_OVERHEAD + rlat - 1 + tail
 
 
 def _code_width(lo: int, hi: int) -> int:
@@ -569,7 +572,8 @@ class Fold:
     """How a convolution engine is folded: ``G`` passes of ``PE`` lanes per output pixel,
     each tap read in ``F`` chunks of ``SIMD`` channels, ``U`` threshold units of ``L``
     lanes each (``PE = L * U``, ``L <= KH * KW * F`` so a pass's tests end before the next
-    pass's sums do)."""
+    pass's sums do). A step list walks ``walked`` of the steps: those set in ``walk_bits`` (the
+    packed bits of every step's row ``(g * taps + tap) * F + f``; empty: every step)."""
 
     passes: int
     pe: int
@@ -578,15 +582,30 @@ class Fold:
     units: int
     serial: int
     taps: int
+    walk_bits: bytes = b""
+    walked: int = 0
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """The rows a step list walks, in order (empty: every step)."""
+        if not self.walk_bits:
+            return ()
+        bits_ = np.unpackbits(np.frombuffer(self.walk_bits, dtype=np.uint8))
+        return tuple(int(r) for r in np.flatnonzero(bits_[: self.passes * self.taps * self.chunks]))
 
     @property
     def rows(self) -> int:
-        """Weight rows per lane: every step of a pixel."""
-        return self.passes * self.taps * self.chunks
+        """Weight rows per lane: every step of a pixel (the steps walked)."""
+        return self.walked or self.passes * self.taps * self.chunks
 
     @property
     def block(self) -> bool:
         return self.rows > BLOCK_ROWS
+
+    @property
+    def list_bits(self) -> int:
+        """The step list's size: per step a tap, a chunk and two marks (0: no list)."""
+        return self.walked * (addr_width(self.taps) + 1 + addr_width(self.chunks) + 2)
 
     def tap_w(self, mag: int) -> int:
         """Width of one step's T or S (``SIMD`` values of magnitude ``mag``, with room for
@@ -620,10 +639,66 @@ class Fold:
 
 
 def _rows(fold: Fold, weight: np.ndarray) -> np.ndarray:
-    """``[p, j, row]`` with ``row = (g * taps + tap) * F + f``: the weight bit lane ``p``'s
-    column ``j`` meets on each step of a pixel."""
+    """``[p, j, row]`` with ``row = (g * taps + tap) * F + f`` (or the step list's index):
+    the weight bit lane ``p``'s column ``j`` meets on each step of a pixel."""
     grid = fold.grid(weight)  # g, p, f, j, tap
-    return grid.transpose(1, 3, 0, 4, 2).reshape(fold.pe, fold.simd, -1).astype(np.uint8)
+    rows = grid.transpose(1, 3, 0, 4, 2).reshape(fold.pe, fold.simd, -1).astype(np.uint8)
+    return rows[:, :, list(fold.steps)] if fold.steps else rows
+
+
+def _ones_table(weights: list[np.ndarray]) -> np.ndarray:
+    """``[o, c, tap]`` prefix sums of the weight bits over every mask: the ones in any block
+    of output and input channels at a tap in four reads (``_skip``; ``table[edges]`` picks
+    a fold's passes)."""
+    o, c, kh, kw = weights[0].shape
+    ones = sum(w.reshape(o, c, kh * kw).astype(np.int64) for w in weights)
+    table = np.zeros((o + 1, c + 1, kh * kw), dtype=np.int64)
+    table[1:, 1:] = ones.cumsum(axis=0).cumsum(axis=1)
+    return table
+
+
+def _pass_edges(fold: Fold, o: int) -> np.ndarray:
+    """The first output channel of each pass, and the end."""
+    return np.minimum(np.arange(fold.passes + 1) * fold.pe, o)
+
+
+def _skip(fold: Fold, passes: np.ndarray, full_first: bool) -> Fold:
+    """The fold with a step list when some steps have every lane's weights zero (in every
+    mask; ``passes``: the ``_ones_table`` rows at ``_pass_edges``): those are left out,
+    except in the first pass when ``full_first`` (it counts ``T``); a pass keeps at least
+    ``L`` steps (the earliest zero ones fill it up)."""
+    if fold.walked or (full_first and fold.passes == 1):
+        return fold
+    c = passes.shape[1] - 1
+    ce = np.minimum(np.arange(fold.chunks + 1) * fold.simd, c)
+    t = passes[:, ce]  # g edges, f edges, tap
+    ones = t[1:, 1:] - t[:-1, 1:] - t[1:, :-1] + t[:-1, :-1]  # g, f, tap
+    live = (ones > 0).transpose(0, 2, 1).reshape(fold.passes, -1)  # g, (tap, f): walk order
+    if full_first:
+        live[0] = True
+    if live.all():
+        return fold
+    for g in np.flatnonzero(live.sum(axis=1) < fold.serial):
+        live[g, np.flatnonzero(~live[g])[: fold.serial - int(live[g].sum())]] = True
+    return replace(fold, walk_bits=np.packbits(live).tobytes(), walked=int(live.sum()))
+
+
+def step_list(rows: tuple[int, ...], kh: int, kw: int, chunks: int) -> str:
+    """``hw/bnc_window.v``'s ``LIST`` for the steps ``rows`` (``(g * taps + tap) * F + f``):
+    entry ``i = {last, first, f, kx, ky}`` from the lowest bit, a pass's first and last
+    step marked."""
+    yw, xw, fw = addr_width(kh), addr_width(kw), addr_width(chunks)
+    ew = yw + xw + fw + 2
+    passes = [r // (kh * kw * chunks) for r in rows]
+    v = 0
+    for i, r in enumerate(rows):
+        tap, f = divmod(r % (kh * kw * chunks), chunks)
+        ky, kx = divmod(tap, kw)
+        first = i == 0 or passes[i - 1] != passes[i]
+        last = i == len(rows) - 1 or passes[i + 1] != passes[i]
+        e = ky | kx << yw | f << (yw + xw) | int(first) << (ew - 2) | int(last) << (ew - 1)
+        v |= e << (i * ew)
+    return f"{len(rows) * ew}'h{v:x}"
 
 
 def _lanes(
@@ -695,6 +770,7 @@ COL_BLOCK_LUTS = 2.2  # a 1-bit column whose weights come from a block ROM
 LANE_LUTS = 2  # per bit of the lane's sum: the step's S and the accumulator
 UNIT_LUTS = 2  # per bit of the plane: a threshold unit's adders
 MUX_LUTS = 0.3  # per input bit per chunk: the chunk select
+LIST_LUTS = 1 / 40  # per bit of a step list (LUT6 ROMs of 64 bits and their multiplexers)
 UNIT_DSP_LUTS = 100  # the price of a threshold unit's two DSP multipliers, in LUTs
 
 
@@ -710,42 +786,49 @@ def conv_luts(
 ) -> int:
     """The analytic LUT estimate of a convolution engine: its generated columns (over every
     mask), the lanes' accumulators, the threshold units (their operand selects over ``L``
-    lanes, their DSPs at a price in LUTs, a multi-threshold's comparators), the chunk select
-    and the shared ``T`` sum."""
+    lanes, their DSPs at a price in LUTs, a multi-threshold's comparators), the chunk select,
+    the shared ``T`` sum and the step list."""
     col = COL_BLOCK_LUTS if block else COL_LUTS
     plane_w = coef_w + sum_w + 1
     dsp = UNIT_DSP_LUTS * (masks + 1) / 2
     unit = UNIT_LUTS * plane_w * (1 + levels) + masks * (sum_w * fold.serial) // 3 + dsp
     mux = MUX_LUTS * fold.simd * qw * fold.chunks if fold.chunks > 1 else 0
     lanes = fold.pe * masks * LANE_LUTS * sum_w
-    return round(live * qw * col + lanes + fold.units * unit + mux + fold.simd * qw)
+    walk = LIST_LUTS * fold.list_bits
+    return round(live * qw * col + lanes + fold.units * unit + mux + fold.simd * qw + walk)
 
 
 def _late(step: ConvStep) -> bool:
     return step.mode is core.Mode.MULTI or bool(step.bit_adds) or bool(step.points)
 
 
-def _folds(step: ConvStep, budget: int, in_lat: int) -> list[Fold]:
+def _folds(step: ConvStep, budget: int, in_lat: int, full_first: bool) -> list[Fold]:
     """The folds to weigh: for every number of passes, the most chunks that fit the budget
-    (fewest columns) and one chunk (no select); the fastest fold if none fits."""
+    (fewest columns) and one chunk (no select); the fastest fold if none fits. Each walks
+    a step list where that saves steps (``_skip``)."""
     g = step.geo
     o, c = step.weight.shape[:2]
     taps = g.kh * g.kw
     passes = [o] if step.final else sorted({math.ceil(o / pe) for pe in range(1, o + 1)})
     chunks = sorted({math.ceil(c / simd) for simd in range(1, c + 1)})
+    table = _ones_table([m.weight for m in step.masks])
     folds, fastest = [], None
     for gp in passes:
-        fits = []
+        fits: dict[bool, list[Fold]] = {False: [], True: []}  # without and with a step list
+        rows = None  # the table at this pass count's edges (PE does not depend on F)
         for f in chunks:
-            fold = Fold.of(o, c, taps, gp, f, step.final)
-            cyc = conv_cycles(g.oh, g.ow, taps * fold.chunks, fold.passes, fold.serial,
-                              step.final, max(2 if fold.block else 0, in_lat),
-                              _late(step))  # fmt: skip
-            if fastest is None or cyc < fastest[0]:
-                fastest = (cyc, fold)
-            if cyc <= budget:
-                fits.append(fold)
-        folds += [fits[0], fits[-1]] if len(fits) > 1 else fits
+            plain = Fold.of(o, c, taps, gp, f, step.final)
+            if rows is None:
+                rows = table[_pass_edges(plain, o)]
+            for fold in dict.fromkeys((plain, _skip(plain, rows, full_first))):
+                cyc = conv_cycles(g.oh, g.ow, fold.rows, fold.serial, step.final,
+                                  max(2 if fold.block else 0, in_lat), _late(step))  # fmt: skip
+                if fastest is None or cyc < fastest[0]:
+                    fastest = (cyc, fold)
+                if cyc <= budget:
+                    fits[fold.walked > 0].append(fold)
+        for fit in fits.values():
+            folds += [fit[0], fit[-1]] if len(fit) > 1 else fit
     return folds or [fastest[1]]  # type: ignore[index]
 
 
@@ -840,7 +923,7 @@ def _conv(index: int, step: ConvStep, budget: int, in_lat: int, bufs: list[Buffe
     n_levels = len(levels[0]) if multi else 0
     cost = {}
     read_lat = max([in_lat, *(s_.lat for s_ in shortcuts)])
-    for fold in _folds(step, budget, read_lat):
+    for fold in _folds(step, budget, read_lat, any(cf[0] for cf in coefs)):
         live = sum(fold.live(m.weight) for m in masks)
         cost[fold] = conv_luts(fold, live, fold.block, qw, max(sum_w, fold.tap_w(mag)), coef_w,
                                k, n_levels)  # fmt: skip
@@ -866,7 +949,9 @@ def _conv(index: int, step: ConvStep, budget: int, in_lat: int, bufs: list[Buffe
         passes=fold.passes, pe=fold.pe, chunks=fold.chunks, simd=fold.simd, units=fold.units,
         serial=fold.serial, masks=k, levels=n_levels, code_w=code_w, code_base=code_base,
         bits_in=bits_in, flat=flat, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
-        output=final, block=fold.block, rows=fold.rows, lanes=tuple(lanes), thresholds=units,
+        output=final, block=fold.block, rows=fold.rows,
+        walk=step_list(fold.steps, kh, kw, fold.chunks) if fold.steps else "",
+        lanes=tuple(lanes), thresholds=units,
         one_hot_rows=tuple(one_hot), shortcuts=tuple(shortcuts), term_w=term_w,
         coefs=out_coefs if final else (),
         live=live, dead=dead, luts=cost[fold],
@@ -877,7 +962,7 @@ def _min_cycles(step: ConvStep) -> int:
     g = step.geo
     o, c = step.weight.shape[:2]
     fold = Fold.of(o, c, g.kh * g.kw, o if step.final else 1, 1, step.final)
-    return conv_cycles(g.oh, g.ow, g.kh * g.kw, fold.passes, fold.serial, step.final,
+    return conv_cycles(g.oh, g.ow, fold.rows, fold.serial, step.final,
                        late=_late(step))  # fmt: skip
 
 

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from bnc.backends.fpga.lower import step_list
 from bnc.sim import verilator
 from tests.hw.cocotb_run import run_suite
 
@@ -52,7 +53,24 @@ WINDOWS = [
 ]
 
 
-@pytest.mark.parametrize("params", WINDOWS, ids=lambda p: "-".join(map(str, p.values())))
+def _listed(rows: tuple[int, ...], **geo: int) -> dict[str, object]:
+    """A window that walks the step list of ``rows`` (the fpga target's ``step_list``)."""
+    table = step_list(rows, geo["KH"], geo["KW"], geo["F"])
+    return dict(geo, N=len(rows), LIST=table)
+
+
+# step lists: passes of different lengths, one step, steps with padded taps only
+WINDOWS += [
+    _listed((0, 3, 4, 5, 8, 13, 14, 17, 30, 35),
+            IH=7, IW=4, KH=3, KW=2, SH=2, SW=1, PH=1, PW=0, G=3, F=2),
+    _listed((4,), IH=5, IW=6, KH=3, KW=3, SH=1, SW=1, PH=1, PW=1, G=1, F=1),
+    _listed(tuple(range(0, 81, 4)), IH=6, IW=6, KH=3, KW=3, SH=2, SW=2, PH=2, PW=2, G=3, F=3),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "params", WINDOWS, ids=lambda p: "-".join(str(v) for k, v in p.items() if k != "LIST")
+)
 def test_window(params, tmp_path):
     run_suite("bnc_window", "cocotb_window", tmp_path, params)
 

@@ -165,7 +165,7 @@ def test_sparsity_in_the_structure(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     for e in conv:
         ast, _ = parse([str(out / "rtl" / f"{view.name}_e{e.index}.v")], debug=False)
         text = (out / "rtl" / f"{view.name}_e{e.index}.v").read_text()
-        sums = [i for i in _instances(ast) if i[0] == "bnc_sum"]
+        sums = [i for i in _instances(ast) if i[0] in ("bnc_sum", "bnc_psum")]
         assert len(sums) == 1 + sum(1 for lane in e.lanes if lane.width), e.name
         for lane in e.lanes:
             # the lane's input vector reads exactly its live channels
@@ -224,7 +224,9 @@ def test_folding_meets_the_frame_budget() -> None:
         if isinstance(e, ConvEngine):
             steps = e.groups * e.kh * e.kw * e.chunks
             assert e.rows < steps if e.walk else e.rows == steps
-            assert e.cycles == conv_cycles(e.oh, e.ow, e.rows, e.serial, e.output, e.rlat, e.late)
+            assert e.cycles == conv_cycles(
+                e.oh, e.ow, e.rows, e.serial, e.output, e.rlat, e.late, e.split
+            )
             assert e.cycles <= slow.budget
 
 

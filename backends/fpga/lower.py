@@ -44,6 +44,10 @@ steps. ``T`` counts every input, so while any channel has ``t != 0`` the first p
 every step and the later passes reuse its ``T``; a pass keeps at least ``L`` steps (the
 time-shared tests of the pass before it).
 
+Timing: where a step reads more than ``SPLIT_W`` input bits the popcounts take two stages
+(``hw/bnc_psum.v``) and each lane reads its LUT-ROM columns through its own copy of the row
+index (one register drove every lane's ROMs: on the ECP5 that net alone took 11 ns).
+
 Cycle model (Verilator measures exactly this on every test model): an engine needs
 ``OH*OW*R`` reads (``R`` the steps per pixel: ``G*KH*KW*F``, or a step list's) plus its
 pipeline (``conv_cycles``, ``pool_cycles``), the input
@@ -74,6 +78,8 @@ from bnc.ir.passes.multibit import MULTI_MAX
 from bnc.ir.passes.narrow import NarrowThresholds
 
 ENGINE_OVERHEAD = 5  # start, the window's register, read latency, accumulate, write
+SPLIT_W = 16  # input bits of a step above which the popcounts take two stages (bnc_psum)
+SPLIT_GROUP = 8  # values per group of a split popcount
 STREAM_OVERHEAD = 3
 IN_OVERHEAD = 0
 ACC_W = 64
@@ -218,6 +224,8 @@ class ConvEngine(Window):
     output: bool = False
     block: bool = False  # weight rows in a block ROM (registered read)
     rows: int = 1  # weight rows: steps per pixel
+    split: bool = False  # the popcounts in two stages (groups of ``group`` values registered)
+    group: int = SPLIT_GROUP
     walk: str = ""  # the step list (``step_list``); empty: every step
     lanes: tuple[Lane, ...] = ()
     thresholds: tuple[Unit, ...] = ()
@@ -256,7 +264,7 @@ class ConvEngine(Window):
     @property
     def cycles(self) -> int:
         return conv_cycles(self.oh, self.ow, self.rows, self.serial, self.output, self.rlat,
-                           self.late)  # fmt: skip
+                           self.late, self.split)  # fmt: skip
 
     @property
     def nb(self) -> bool:
@@ -530,13 +538,15 @@ def conv_cycles(
     output: bool = True,
     rlat: int = 1,
     late: bool = False,
+    split: bool = False,
 ) -> int:
     """An engine's cycles per frame: ``reads`` per pixel, and the pipeline after the last: a
     register after the popcounts, the multipliers' operands (output engine) or the sequencer's ``L``
     steps and its ROM read (threshold engine), the products, (the plane registered, for a
-    multi-threshold or shortcuts: ``late``,) the write."""
+    multi-threshold or shortcuts: ``late``,) the write; a cycle more where the popcounts
+    take two stages (``split``)."""
     tail = 3 if output else serial + 3 + int(late)
-    return oh * ow * reads + ENGINE_OVERHEAD + rlat - 1 + tail
+    return oh * ow * reads + ENGINE_OVERHEAD + rlat - 1 + tail + int(split)
 
 
 def _code_width(lo: int, hi: int) -> int:
@@ -812,6 +822,7 @@ def _folds(step: ConvStep, budget: int, in_lat: int, full_first: bool) -> list[F
     passes = [o] if step.final else sorted({math.ceil(o / pe) for pe in range(1, o + 1)})
     chunks = sorted({math.ceil(c / simd) for simd in range(1, c + 1)})
     table = _ones_table([m.weight for m in step.masks])
+    qw = _value_width(step.src)
     folds, fastest = [], None
     for gp in passes:
         fits: dict[bool, list[Fold]] = {False: [], True: []}  # without and with a step list
@@ -822,7 +833,8 @@ def _folds(step: ConvStep, budget: int, in_lat: int, full_first: bool) -> list[F
                 rows = table[_pass_edges(plain, o)]
             for fold in dict.fromkeys((plain, _skip(plain, rows, full_first))):
                 cyc = conv_cycles(g.oh, g.ow, fold.rows, fold.serial, step.final,
-                                  max(2 if fold.block else 0, in_lat), _late(step))  # fmt: skip
+                                  max(2 if fold.block else 0, in_lat), _late(step),
+                                  fold.simd * qw > SPLIT_W)  # fmt: skip
                 if fastest is None or cyc < fastest[0]:
                     fastest = (cyc, fold)
                 if cyc <= budget:
@@ -949,7 +961,7 @@ def _conv(index: int, step: ConvStep, budget: int, in_lat: int, bufs: list[Buffe
         passes=fold.passes, pe=fold.pe, chunks=fold.chunks, simd=fold.simd, units=fold.units,
         serial=fold.serial, masks=k, levels=n_levels, code_w=code_w, code_base=code_base,
         bits_in=bits_in, flat=flat, qw=qw, sum_w=sum_w, tap_w=tap_w, coef_w=coef_w,
-        output=final, block=fold.block, rows=fold.rows,
+        output=final, block=fold.block, rows=fold.rows, split=fold.simd * qw > SPLIT_W,
         walk=step_list(fold.steps, kh, kw, fold.chunks) if fold.steps else "",
         lanes=tuple(lanes), thresholds=units,
         one_hot_rows=tuple(one_hot), shortcuts=tuple(shortcuts), term_w=term_w,
@@ -962,8 +974,8 @@ def _min_cycles(step: ConvStep) -> int:
     g = step.geo
     o, c = step.weight.shape[:2]
     fold = Fold.of(o, c, g.kh * g.kw, o if step.final else 1, 1, step.final)
-    return conv_cycles(g.oh, g.ow, fold.rows, fold.serial, step.final,
-                       late=_late(step))  # fmt: skip
+    return conv_cycles(g.oh, g.ow, fold.rows, fold.serial, step.final, late=_late(step),
+                       split=c * _value_width(step.src) > SPLIT_W)  # fmt: skip
 
 
 def _supported(graph: Graph) -> None:

@@ -44,6 +44,23 @@ def test_sum(params, tmp_path):
     run_suite("bnc_sum", "cocotb_sum", tmp_path, params)
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(N=64, W=1, SIGNED=0, GROUP=8),
+        dict(N=37, W=1, SIGNED=0, GROUP=8),
+        dict(N=5, W=9, SIGNED=1, GROUP=2),
+        dict(N=1, W=1, SIGNED=0, GROUP=8),
+        dict(N=9, W=1, SIGNED=0, OW=4, GROUP=8),
+        dict(N=24, W=4, SIGNED=1, OW=9, GROUP=8),
+    ],
+    ids=lambda p: "-".join(f"{k}{v}" for k, v in p.items()),
+)
+def test_psum(params, tmp_path):
+    """bnc_psum: the sum a clock later, in groups (a group's sum as wide as the total)."""
+    run_suite("bnc_psum", "cocotb_psum", tmp_path, params)
+
+
 WINDOWS = [
     dict(IH=5, IW=6, KH=3, KW=3, SH=1, SW=1, PH=1, PW=1, G=1, F=1),
     dict(IH=7, IW=4, KH=3, KW=2, SH=2, SW=1, PH=1, PW=0, G=3, F=2),

@@ -185,6 +185,34 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(a: argparse.Namespace) -> int:
+    from bnc.quantization.api import quantize
+
+    out = Path(a.output)
+    if out.suffix.lower() in (".onnx", ".pt2") or out.is_dir():
+        raise BncError(f"-o {a.output}: the quantized model is a torch.save file; name it .pt")
+    t0 = time.perf_counter()
+    q = quantize(
+        a.model,
+        a.calibration,
+        weights=a.weights,
+        activations=a.activations,
+        method=a.method,
+        importance=a.importance,
+        codebook=a.codebook,
+        calibrate=a.calibrate,
+        input_bits=a.input_bits,
+        output=out,
+        trust=a.trust,
+        say=lambda s: _say(f"bnc: {s}"),
+    )
+    for r in q.layers:
+        print(f"{r.name:>24}  {r.kind:<11}  {r.detail}")
+    _say(f"bnc: done in {time.perf_counter() - t0:.1f} s: {out} (compile it with"
+         f" 'bnc compile {out}')")  # fmt: skip
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bnc",
@@ -277,6 +305,61 @@ def parser() -> argparse.ArgumentParser:
         help="fpga: skip the yosys resource estimate (and the board's place and route)",
     )
     rp.set_defaults(func=cmd_report)
+
+    q = sub.add_parser(
+        "quantize",
+        help="a float PyTorch model -> a low-bit bnc.nn model that 'bnc compile' takes",
+        description="Quantize a float model (torch.nn Conv2d, Linear, BatchNorm, ReLU, pools,"
+        " flatten, residual + and torch.cat; saved with torch.save, as TorchScript or as a"
+        " torch.export program): each Conv2d/Linear gets low-bit weights, each ReLU a k-bit"
+        " unsigned activation quantizer calibrated on the samples, the input an 8-bit"
+        " quantizer. Writes a torch.save'd bnc.nn model.",
+    )
+    q.add_argument("model", help="float model: torch.save module, TorchScript or torch.export")
+    q.add_argument("--weights", type=int, required=True, metavar="K", help="weight bits, 1-8")
+    q.add_argument(
+        "--activations", type=int, default=8, metavar="K", help="activation bits, 1-8 (default 8)"
+    )
+    q.add_argument(
+        "--calibration",
+        required=True,
+        metavar="X.npy",
+        help="float32 samples (N, C, H, W) as the model takes them; 256-2,000 are plenty",
+    )
+    q.add_argument("-o", "--output", required=True, metavar="Q.pt", help="the model to write")
+    q.add_argument(
+        "--method",
+        default="amq",
+        metavar="amq|refined|greedy|kmeans|int|ternary",
+        help="weights: amq (alternating multi-bit, default), refined or greedy binary planes,"
+        " kmeans (2^K shared levels), int (uniform k-bit), ternary (--weights 2)",
+    )
+    q.add_argument(
+        "--importance",
+        metavar="magnitude",
+        help="weight the weights' fit by |w| (large weights reproduced better)",
+    )
+    q.add_argument(
+        "--codebook",
+        type=int,
+        metavar="K",
+        help="k-means weight sharing: K levels per layer (in place of --method)",
+    )
+    q.add_argument(
+        "--calibrate",
+        default="mse",
+        metavar="mse|percentile",
+        help="activation clipping: least squared error (default) or the 99.99th percentile",
+    )
+    q.add_argument(
+        "--input-bits",
+        type=int,
+        default=8,
+        metavar="K",
+        help="the input quantizer's bits, 2-8 (default 8)",
+    )
+    q.add_argument("--trust", action="store_true", help="as for compile")
+    q.set_defaults(func=cmd_quantize)
     return p
 
 

@@ -27,18 +27,19 @@ from bnc.ir.graph import INPUT, Graph, GraphError, Node
 from bnc.ir.types import real
 
 LEVEL_QUANTIZERS = {
-    q.__name__: q for q in (bn.TernaryQuantizer, bn.IntQuantizer, bn.MultiBitQuantizer)
+    q.__name__: q
+    for q in (bn.TernaryQuantizer, bn.IntQuantizer, bn.MultiBitQuantizer, bn.CodebookQuantizer)
 }
 """Weight quantizers imported as ``QuantConv2d`` / ``QuantLinear``: class name → the class,
 rebuilt from its state dict entries (``from_state_dict``) to compute the codes."""
 INNER = {"GDQ", "SymmetricQuantizer", *LEVEL_QUANTIZERS}
-CONTAINERS = {"Sequential", "Residual", "Concat", "ModuleList"}
+CONTAINERS = {"Sequential", "Residual", "Concat", "Graph", "ModuleList", "ModuleDict"}
 SUPPORTED = (
     "bnc.nn InputQuantizer, Sign, ActQuantizer, BinaryConv2d, BinaryLinear (quantizer gdq,"
-    " symmetric, ternary, int, multibit), Residual, Concat and torch.nn BatchNorm1d/2d,"
-    " MaxPool2d, AdaptiveAvgPool2d(1), AvgPool2d (over the whole map), Flatten, Dropout,"
-    " Identity; in forward: +, torch.cat(dim=1), flatten, view/reshape to (N, -1), mean over"
-    " H and W"
+    " symmetric, ternary, int, multibit or a CodebookQuantizer), Residual, Concat and torch.nn"
+    " BatchNorm1d/2d, MaxPool2d, AdaptiveAvgPool2d(1), AvgPool2d (over the whole map), Flatten,"
+    " Dropout, Identity; in forward: +, torch.cat(dim=1), flatten, view/reshape to (N, -1), mean"
+    " over H and W"
 )
 _IGNORED = {"detach", "clone", "alias", "dropout", "contiguous", "_assert_tensor_metadata"}
 

@@ -1,10 +1,11 @@
 """Training layers whose numerics the compiler reproduces exactly (DESIGN §2.3)."""
 
-from bnc.nn.graph import Concat, Residual
+from bnc.nn.graph import Concat, Graph, Residual
 from bnc.nn.layers import BinaryConv2d, BinaryLinear
 from bnc.nn.quant import (
     GDQ,
     ActQuantizer,
+    CodebookQuantizer,
     InputQuantizer,
     IntQuantizer,
     MultiBitQuantizer,
@@ -25,7 +26,9 @@ __all__ = [
     "ActQuantizer",
     "BinaryConv2d",
     "BinaryLinear",
+    "CodebookQuantizer",
     "Concat",
+    "Graph",
     "InputQuantizer",
     "IntQuantizer",
     "MultiBitQuantizer",

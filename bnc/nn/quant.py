@@ -370,6 +370,119 @@ class MultiBitQuantizer(nn.Module):
         return q
 
 
+CODEBOOK_MAX = 256
+"""The most levels a ``CodebookQuantizer`` row holds (8-bit indices)."""
+
+
+def nearest_index(x: Tensor, levels: Tensor) -> Tensor:
+    """The index of each ``x[o, n]``'s nearest level in ``levels[o]`` (sorted ascending per row,
+    duplicates allowed), ties to the lower index: exactly ``(x[..., None] - levels[:, None,
+    :]).abs().argmin(-1)`` in float32, in O(log L) per value. ``searchsorted`` gives the two
+    neighbours, whose smaller distance ``d`` is the row's minimum (a float32 distance does not
+    grow towards ``x`` from either side); a binary search then finds the first index whose
+    distance is at most ``d`` (a run ending at the lower neighbour or starting at the upper one:
+    equal levels, or distinct levels whose distances round to one float). ``x`` (O, N) and
+    ``levels`` (O, L) are float32; the result is int64 (O, N)."""
+    x, levels = x.contiguous(), levels.contiguous()
+    count = levels.shape[1]
+    above = torch.searchsorted(levels, x)
+    lo = torch.clamp(above - 1, min=0)
+    hi = torch.clamp(above, max=count - 1)
+    d_lo = (x - levels.gather(1, lo)).abs()
+    d_hi = (x - levels.gather(1, hi)).abs()
+    best = torch.minimum(d_lo, d_hi)
+    first = torch.zeros_like(lo)
+    last = torch.where(d_lo <= d_hi, lo, hi)  # its distance is ``best``
+    steps = 0
+    n = count
+    while n > 0:  # ceil(log2(count + 1)) halvings close [first, last]
+        steps = steps + 1  # (TorchScript takes no augmented assignment here)
+        n = n // 2
+    for _ in range(steps):
+        mid = (first + last) >> 1
+        near = (x - levels.gather(1, mid)).abs() <= best
+        last = torch.where(near, mid, last)
+        first = torch.where(near, first, mid + 1)
+    return last
+
+
+class CodebookQuantizer(nn.Module):
+    """Weights on a codebook of ``L`` learned levels per output channel, ``L`` from 2 to 256.
+
+    ``levels`` (O, L) is a parameter, sorted ascending per row when set (an optimizer step may
+    reorder it: ``forward`` and ``codes`` use the row sorted, so the index is always into sorted
+    levels); a row may repeat a level. Each weight takes its nearest level, ties to the lower
+    index (``nearest_index``: the argmin of ``|w - levels[o]|`` in float32). One form for AMQ,
+    refined and greedy multi-bit weights (the row is the ``2^K`` sums ``sum_i ±alpha_i``, see
+    ``bnc.quantize.weights``) and k-means codebooks (Deep Compression's weight sharing).
+    Initialised from ``levels`` when given, else from ``weight``: ``L`` levels evenly spaced
+    from the row's minimum to its maximum, else from -1 to 1. Codes: the index into
+    ``levels[o]`` sorted. Gradients: straight through to ``w``, the sum of ``dL/dw_q`` over the
+    weights at a level to that level (the gather's gradient), so the codebook fine-tunes.
+    """
+
+    def __init__(
+        self,
+        out_channels: int,
+        count: int,
+        weight: Tensor | None = None,
+        levels: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(count, int) or isinstance(count, bool) or not 2 <= count <= CODEBOOK_MAX:
+            raise ValueError(
+                f"CodebookQuantizer count must be an integer from 2 to {CODEBOOK_MAX}, not"
+                f" {count!r}"
+            )
+        if levels is not None:
+            if tuple(levels.shape) != (out_channels, count):
+                raise ValueError(
+                    f"CodebookQuantizer levels must have shape ({out_channels}, {count}), not"
+                    f" {tuple(levels.shape)}"
+                )
+            init = levels.detach().to(torch.float32)
+        elif weight is not None:
+            w = weight.detach().reshape(out_channels, -1).to(torch.float32)
+            lo, hi = w.amin(dim=1), w.amax(dim=1)
+            steps = torch.linspace(0.0, 1.0, count)
+            init = lo[:, None] + (hi - lo)[:, None] * steps[None, :]
+        else:
+            init = torch.linspace(-1.0, 1.0, count).repeat(out_channels, 1)
+        if not torch.isfinite(init).all():
+            raise ValueError("CodebookQuantizer levels must be finite")
+        self.levels = nn.Parameter(torch.sort(init, dim=1)[0].contiguous())
+
+    def _index(self, weight: Tensor, levels: Tensor) -> Tensor:
+        flat = weight.detach().reshape(weight.shape[0], -1)
+        return nearest_index(flat, levels.detach())
+
+    def forward(self, weight: Tensor) -> Tensor:
+        levels = torch.sort(self.levels, dim=1)[0]
+        hard = levels.gather(1, self._index(weight, levels)).reshape(weight.shape)
+        return _straight_through(hard, weight)
+
+    @torch.no_grad()
+    def codes(self, weight: Tensor) -> tuple[Tensor, Tensor]:
+        """``(index, levels)``: int64 of ``weight``'s shape, float32 (O, L) sorted per row."""
+        levels = torch.sort(self.levels.detach(), dim=1)[0]
+        return self._index(weight, levels).reshape(weight.shape), levels
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Tensor]) -> CodebookQuantizer:
+        levels = state.get("levels")
+        if levels is None or levels.dim() != 2 or not 2 <= levels.shape[1] <= CODEBOOK_MAX:
+            shape = None if levels is None else tuple(levels.shape)
+            raise ValueError(
+                f"CodebookQuantizer needs 'levels' of shape (O, L), L from 2 to {CODEBOOK_MAX},"
+                f" not {shape}"
+            )
+        if not torch.isfinite(levels).all():
+            raise ValueError("CodebookQuantizer levels must be finite")
+        q = cls(int(levels.shape[0]), int(levels.shape[1]))
+        _load(q, state)
+        return q
+
+
 # --- k-bit activations --------------------------------------------------------------------
 
 

@@ -14,7 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from bnc.nn.layers import BinaryConv2d, BinaryLinear
-from bnc.nn.quant import ActQuantizer, IntQuantizer, MultiBitQuantizer, TernaryQuantizer
+from bnc.nn.quant import (
+    ActQuantizer,
+    CodebookQuantizer,
+    IntQuantizer,
+    MultiBitQuantizer,
+    TernaryQuantizer,
+)
 
 BinaryLayer = BinaryConv2d | BinaryLinear
 
@@ -29,7 +35,7 @@ def _is_ternary(layer: BinaryLayer) -> bool:
 
 
 def _multi_level(layer: BinaryLayer) -> bool:
-    return isinstance(layer.quantizer, IntQuantizer | MultiBitQuantizer)
+    return isinstance(layer.quantizer, IntQuantizer | MultiBitQuantizer | CodebookQuantizer)
 
 
 def _counted(model: nn.Module, layers: list[BinaryLayer], who: str) -> list[BinaryLayer]:

@@ -1,0 +1,121 @@
+"""``bnc.quantize(...)``: a float model → a low-bit ``bnc.nn`` model (DESIGN §3)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bnc.errors import BncError
+from bnc.nn.graph import Graph
+from bnc.quantization.capture import float_graph
+from bnc.quantization.load import load_calibration, load_float
+from bnc.quantization.model import CALIBRATIONS, LayerReport, Options, quantize_graph
+from bnc.quantization.weights import METHODS
+
+IMPORTANCES = ("magnitude",)
+
+
+@dataclass
+class Quantized:
+    """The quantized model (a ``bnc.nn.Graph``), the float graph it came from and what was
+    chosen per layer; ``save(path)`` writes the model with ``torch.save``."""
+
+    model: Graph
+    float_model: Graph
+    layers: list[LayerReport]
+
+    def save(self, path: str | Path) -> Path:
+        dest = Path(path)
+        buf = io.BytesIO()
+        torch.save(self.model, buf)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(buf.getvalue())
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return dest
+
+
+def _check(opts: Options) -> None:
+    def bits(what: str, v: object, lo: int) -> None:
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= 8:
+            raise BncError(f"{what} must be an integer from {lo} to 8, not {v!r}")
+
+    bits("--weights", opts.weights, 1)
+    bits("--activations", opts.activations, 1)
+    bits("--input-bits", opts.input_bits, 2)
+    if opts.method not in METHODS:
+        raise BncError(f"--method must be one of {', '.join(METHODS)}, not {opts.method!r}")
+    if opts.method == "int" and opts.weights < 2:
+        raise BncError("--method int needs --weights 2 or more (1-bit weights: amq)")
+    if opts.method == "ternary" and opts.weights != 2:
+        raise BncError(f"--method ternary has 2-bit weights; --weights must be 2, not"
+                       f" {opts.weights}")  # fmt: skip
+    if opts.importance not in (None, *IMPORTANCES):
+        raise BncError(f"--importance must be one of {', '.join(IMPORTANCES)}, not"
+                       f" {opts.importance!r}")  # fmt: skip
+    if opts.codebook is not None and not (
+        isinstance(opts.codebook, int) and 2 <= opts.codebook <= 256
+    ):
+        raise BncError(f"--codebook must be a level count from 2 to 256, not {opts.codebook!r}")
+    if opts.calibrate not in CALIBRATIONS:
+        raise BncError(f"--calibrate must be one of {', '.join(CALIBRATIONS)}, not"
+                       f" {opts.calibrate!r}")  # fmt: skip
+
+
+def quantize(
+    model: str | Path | nn.Module | torch.export.ExportedProgram,
+    calibration: str | Path | torch.Tensor,
+    weights: int,
+    activations: int = 8,
+    method: str = "amq",
+    importance: str | None = None,
+    codebook: int | None = None,
+    calibrate: str = "mse",
+    input_bits: int = 8,
+    output: str | Path | None = None,
+    trust: bool = False,
+    say: Callable[[str], None] = lambda s: None,
+) -> Quantized:
+    """Quantize a float model (a module, a program or a file) with calibration samples (a
+    tensor or an ``X.npy`` path, N × the model's input shape); ``output`` writes the result.
+    Every bad argument raises ``BncError`` with one line before anything is written."""
+    opts = Options(weights, activations, method, importance, codebook, calibrate, input_bits)
+    _check(opts)
+    if isinstance(calibration, torch.Tensor):
+        x = calibration.detach().to(torch.float32)
+        if x.dim() < 2 or x.shape[0] < 1 or not bool(torch.isfinite(x).all()):
+            raise BncError(f"calibration: a batch (N, C, H, W) of finite values, not shape"
+                           f" {tuple(x.shape)}")  # fmt: skip
+    else:
+        x = load_calibration(calibration)
+    shape = tuple(int(d) for d in x.shape[1:])
+    if isinstance(model, str | Path):
+        say(f"reading {model}")
+        fg = load_float(model, shape, trust)
+        where = str(model)
+    else:
+        where = type(model).__name__
+        fg = float_graph(model, shape, where)
+    convs = sum(isinstance(m, nn.Conv2d | nn.Linear) for m in fg.layers.values())
+    if not convs:
+        raise BncError(f"{where}: no nn.Conv2d or nn.Linear layer to quantize")
+    say(f"{len(fg.steps)} layers, {convs} with weights; quantizing the weights ({method}"
+        f"{f', codebook {codebook}' if codebook else f', {weights}-bit'})")  # fmt: skip
+    qg, report = quantize_graph(fg, x, opts, say)
+    out = Quantized(qg, fg, report)
+    if output is not None:
+        out.save(output)
+        say(f"wrote {output}")
+    return out

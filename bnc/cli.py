@@ -202,6 +202,10 @@ def cmd_quantize(a: argparse.Namespace) -> int:
         codebook=a.codebook,
         calibrate=a.calibrate,
         input_bits=a.input_bits,
+        batch_norm=not a.keep_bn_stats,
+        finetune=a.finetune,
+        epochs=a.epochs,
+        lr=a.lr,
         output=out,
         trust=a.trust,
         say=lambda s: _say(f"bnc: {s}"),
@@ -357,6 +361,20 @@ def parser() -> argparse.ArgumentParser:
         default=8,
         metavar="K",
         help="the input quantizer's bits, 2-8 (default 8)",
+    )
+    q.add_argument(
+        "--finetune",
+        metavar="DATA.npz",
+        help="fine-tune the quantized model on 'images' (float32, N x the input shape) and"
+        " 'labels' (class indices), distilled from the float model",
+    )
+    q.add_argument("--epochs", type=int, default=2, help="--finetune: passes (default 2)")
+    q.add_argument("--lr", type=float, default=2e-4, help="--finetune: Adam's learning rate")
+    q.add_argument(
+        "--keep-bn-stats",
+        action="store_true",
+        help="keep the float model's BatchNorm statistics (default: re-estimated on the"
+        " calibration samples after quantizing)",
     )
     q.add_argument("--trust", action="store_true", help="as for compile")
     q.set_defaults(func=cmd_quantize)

@@ -258,3 +258,56 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert len(errors) == 1 and errors[0] == err[-1] and message in err[-1], err
     assert not (tmp_path / "q.pt").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
         "f.pt", "x.npy"]  # fmt: skip
+
+
+def test_finetune_trains_and_stays_bit_exact(tmp_path: Path) -> None:
+    """One epoch of straight-through fine-tuning moves the weights' levels and the activation
+    scales, lowers the loss on the data it trains on, and the result still compiles to code
+    equal to the interpreter."""
+    model = chain(seed=5)
+    x = _images(192, 12)
+    with torch.no_grad():  # labels a float model can learn: its own arg-max, shuffled a bit
+        labels = model(torch.from_numpy(x)).argmax(1).numpy()
+    labels[::7] = (labels[::7] + 1) % 5
+    np.savez(tmp_path / "d.npz", images=x, labels=labels)
+    calib = torch.from_numpy(_images(64, 13))
+    before = bnc.quantize(model, calib, weights=2, activations=2)
+    after = bnc.quantize(model, calib, weights=2, activations=2, finetune=tmp_path / "d.npz",
+                         epochs=3, lr=3e-3, output=tmp_path / "q.pt")  # fmt: skip
+
+    def params(q: bnc.Quantized) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in q.model.named_parameters()}
+
+    moved = [k for k, v in params(after).items() if not torch.equal(v, params(before)[k])]
+    assert any("quantizer.levels" in k for k in moved) and any("scale" in k for k in moved)
+    t = torch.from_numpy(x)
+    with torch.no_grad():
+        loss = [float(F.cross_entropy(q.model(t), torch.from_numpy(labels))) for q in (before,
+                after)]  # fmt: skip
+    assert loss[1] < loss[0], loss
+    report = climb(after.model, _images(24, 14), ("c",), bnc.compile(tmp_path / "q.pt"))
+    assert report.bit_exact, str(report)
+
+
+BAD_DATA = [
+    ("uint8 images", {"images": np.zeros((4, *SHAPE), np.uint8), "labels": np.zeros(4, int)},
+     "'images' is uint8"),
+    ("shape", {"images": np.zeros((4, 1, 8, 8), np.float32), "labels": np.zeros(4, int)},
+     "takes float32 (N, 1, 12, 12)"),
+    ("labels", {"images": np.zeros((4, *SHAPE), np.float32), "labels": np.zeros(3, int)},
+     "'labels' is int64 (3,)"),
+    ("classes", {"images": np.zeros((4, *SHAPE), np.float32), "labels": np.full(4, 5)},
+     "labels range from 5 to 5; the model has 5 outputs"),
+    ("keys", {"x": np.zeros(3)}, "arrays 'images' and 'labels'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "arrays", "message"), BAD_DATA, ids=[b[0] for b in BAD_DATA])
+def test_bad_finetune_data_is_one_line(
+    what: str, arrays: dict, message: str, tmp_path: Path
+) -> None:
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(BncError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        bnc.quantize(chain(), torch.from_numpy(_images(8, 15)), weights=2,
+                     finetune=tmp_path / "d.npz", output=tmp_path / "q.pt")  # fmt: skip
+    assert not (tmp_path / "q.pt").exists()

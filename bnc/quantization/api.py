@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -15,8 +16,16 @@ from torch import nn
 from bnc.errors import BncError
 from bnc.nn.graph import Graph
 from bnc.quantization.capture import float_graph
+from bnc.quantization.finetune import check_labels, load_dataset
+from bnc.quantization.finetune import finetune as tune
 from bnc.quantization.load import load_calibration, load_float
-from bnc.quantization.model import CALIBRATIONS, LayerReport, Options, quantize_graph
+from bnc.quantization.model import (
+    CALIBRATIONS,
+    LayerReport,
+    Options,
+    quantize_graph,
+    restat_batch_norm,
+)
 from bnc.quantization.weights import METHODS
 
 IMPORTANCES = ("magnitude",)
@@ -84,15 +93,27 @@ def quantize(
     codebook: int | None = None,
     calibrate: str = "mse",
     input_bits: int = 8,
+    batch_norm: bool = True,
+    finetune: str | Path | tuple[torch.Tensor, torch.Tensor] | None = None,
+    epochs: int = 2,
+    lr: float = 2e-4,
     output: str | Path | None = None,
     trust: bool = False,
     say: Callable[[str], None] = lambda s: None,
 ) -> Quantized:
     """Quantize a float model (a module, a program or a file) with calibration samples (a
-    tensor or an ``X.npy`` path, N × the model's input shape); ``output`` writes the result.
+    tensor or an ``X.npy`` path, N × the model's input shape); ``batch_norm`` re-estimates
+    the BatchNorm statistics on them after quantizing. ``finetune`` (``DATA.npz`` with
+    ``images`` and ``labels``, or the two tensors) trains the quantized model ``epochs``
+    passes, distilled from the float one (``finetune.finetune``). ``output`` writes the result.
     Every bad argument raises ``BncError`` with one line before anything is written."""
-    opts = Options(weights, activations, method, importance, codebook, calibrate, input_bits)
+    opts = Options(
+        weights, activations, method, importance, codebook, calibrate, input_bits, batch_norm
+    )
     _check(opts)
+    if not (isinstance(epochs, int) and epochs >= 1) or not (lr > 0 and math.isfinite(lr)):
+        raise BncError(f"--epochs must be a positive integer and --lr a positive number, not"
+                       f" {epochs!r} and {lr!r}")  # fmt: skip
     if isinstance(calibration, torch.Tensor):
         x = calibration.detach().to(torch.float32)
         if x.dim() < 2 or x.shape[0] < 1 or not bool(torch.isfinite(x).all()):
@@ -101,6 +122,11 @@ def quantize(
     else:
         x = load_calibration(calibration)
     shape = tuple(int(d) for d in x.shape[1:])
+    data = None
+    if isinstance(finetune, str | Path):
+        data = load_dataset(finetune, shape)
+    elif finetune is not None:
+        data = (finetune[0].detach().to(torch.float32), finetune[1].detach().to(torch.int64))
     if isinstance(model, str | Path):
         say(f"reading {model}")
         fg = load_float(model, shape, trust)
@@ -113,7 +139,17 @@ def quantize(
         raise BncError(f"{where}: no nn.Conv2d or nn.Linear layer to quantize")
     say(f"{len(fg.steps)} layers, {convs} with weights; quantizing the weights ({method}"
         f"{f', codebook {codebook}' if codebook else f', {weights}-bit'})")  # fmt: skip
+    if data is not None:
+        with torch.no_grad():
+            classes = int(fg(x[:1]).reshape(1, -1).shape[1])
+        check_labels(data[1], classes, str(finetune) if isinstance(finetune, str | Path) else
+                     "finetune")  # fmt: skip
     qg, report = quantize_graph(fg, x, opts, say)
+    if data is not None:
+        say(f"fine-tuning {epochs} epochs on {len(data[0])} samples (lr {lr:g}, distilled"
+            " from the float model)")  # fmt: skip
+        tune(qg, fg, data[0], data[1], epochs, lr, say)
+        restat_batch_norm(qg, x)
     out = Quantized(qg, fg, report)
     if output is not None:
         out.save(output)

@@ -52,6 +52,7 @@ class Options:
     codebook: int | None = None
     calibrate: str = "mse"
     input_bits: int = 8
+    batch_norm: bool = True  # re-estimate BatchNorm statistics on the calibration samples
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,15 @@ class LayerReport:
     detail: str
 
 
-def _calibrate(graph: Graph, x: Tensor, targets: list[str], how: str) -> dict[str, float]:
+def _calibrate(
+    graph: Graph, x: Tensor, targets: list[str], how: str, batch_norm: bool
+) -> dict[str, float]:
     """Each quantizer's scale, in one pass over the samples ``x``: the steps run in order on
     the whole batch; a quantizer in ``targets`` is calibrated on its operand when the pass
     reaches it (so it sees the quantizers upstream, already calibrated) and then applied.
-    A value is dropped after its last reader."""
+    With ``batch_norm``, each BatchNorm's running mean and variance are re-estimated the same
+    way, on what the quantized layers before it produce (the float model's statistics no
+    longer fit a layer whose weights moved). A value is dropped after its last reader."""
     last: dict[str, int] = {}
     for i, (_n, _k, operands) in enumerate(graph.steps):
         for o in operands:
@@ -80,6 +85,8 @@ def _calibrate(graph: Graph, x: Tensor, targets: list[str], how: str) -> dict[st
                 lo, hi = int(layer.qmin), int(layer.qmax)
                 scales[name] = choose_scale(_sample(args[0], len(scales)), lo, hi, how)
                 layer.scale.fill_(scales[name])
+            if batch_norm and isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
+                _restat(layer, args[0])
             values[name] = _apply(layer, args[0])
         elif kind == "add":
             values[name] = sum(args[1:], args[0])
@@ -91,6 +98,23 @@ def _calibrate(graph: Graph, x: Tensor, targets: list[str], how: str) -> dict[st
     return scales
 
 
+def restat_batch_norm(graph: Graph, x: Tensor) -> None:
+    """Every BatchNorm's running statistics re-estimated on ``x`` through ``graph`` as it is
+    (after fine-tuning: the activation scales are the learned ones)."""
+    with torch.no_grad():
+        _calibrate(graph.eval(), x, [], "mse", batch_norm=True)
+
+
+def _restat(layer: nn.BatchNorm1d | nn.BatchNorm2d, x: Tensor) -> None:
+    """The batch's per-channel mean and unbiased variance as ``layer``'s running statistics
+    (what PyTorch's training-mode update converges to on this data)."""
+    dims = [0] + list(range(2, x.dim()))
+    v = x.to(torch.float64)
+    layer.running_mean.copy_(v.mean(dims).to(layer.running_mean.dtype))
+    if x.numel() // x.shape[1] > 1:
+        layer.running_var.copy_(v.var(dims, unbiased=True).to(layer.running_var.dtype))
+
+
 def _apply(layer: nn.Module, x: Tensor) -> Tensor:
     return torch.cat([layer(x[i : i + BATCH]) for i in range(0, x.shape[0], BATCH)])
 
@@ -99,7 +123,7 @@ def _sample(v: Tensor, seed: int) -> Tensor:
     flat = v.reshape(-1).to(torch.float32)
     if flat.numel() > SAMPLE:
         g = torch.Generator().manual_seed(seed)
-        flat = flat[torch.randperm(flat.numel(), generator=g)[:SAMPLE]]
+        flat = flat[torch.randint(0, flat.numel(), (SAMPLE,), generator=g)]
     return flat
 
 
@@ -204,7 +228,7 @@ def quantize_graph(
     say(f"calibrating {len(to_calibrate)} activation quantizers on {calibration.shape[0]}"
         f" samples ({opts.calibrate})")  # fmt: skip
     with torch.no_grad():
-        scales = _calibrate(graph, calibration, to_calibrate, opts.calibrate)
+        scales = _calibrate(graph, calibration, to_calibrate, opts.calibrate, opts.batch_norm)
     for name in to_calibrate:
         q = graph.layers[name]
         report.append(LayerReport(name, "activations", f"{opts.activations}-bit"

@@ -43,17 +43,22 @@ class Decomposition:
     def cost(self) -> int:
         """Nonzero 4-channel pieces of the masks per tap (what the popcount kernels visit) plus
         one per mask and output channel (its share of the plane)."""
-        k, o, c = self.masks.shape[:3]
-        groups = -(-c // 4)
-        padded = np.zeros((k, o, groups * 4, *self.masks.shape[3:]), dtype=bool)
-        padded[:, :, :c] = self.masks
-        pieces = padded.reshape(k, o, groups, 4, *self.masks.shape[3:]).any(axis=3)
-        return int(pieces.sum()) + k * o
+        k, o = self.masks.shape[:2]
+        return sum(_pieces(m) for m in self.masks) + k * o
 
 
-def _one_hot(w: np.ndarray, shape: tuple[int, ...]) -> Decomposition:
-    """Per channel the most common level is λ_0; every other level is a one-hot mask (slot j
-    holds each channel's j-th most common other level)."""
+def _pieces(mask: np.ndarray) -> int:
+    """Nonzero 4-channel pieces per tap of one mask (O, C, ...)."""
+    o, c = mask.shape[:2]
+    groups = -(-c // 4)
+    padded = np.zeros((o, groups * 4, *mask.shape[2:]), dtype=bool)
+    padded[:, :c] = mask
+    return int(padded.reshape(o, groups, 4, *mask.shape[2:]).any(axis=2).sum())
+
+
+def _one_hot_slots(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel the most common level (λ_0, (O,)) and the others by falling count: slot
+    ``i`` holds each channel's ``i``-th most common other level, NaN where it has fewer."""
     o = w.shape[0]
     lam0 = np.zeros(o)
     rest: list[list[float]] = []
@@ -62,14 +67,26 @@ def _one_hot(w: np.ndarray, shape: tuple[int, ...]) -> Decomposition:
         order = np.argsort(-counts, kind="stable")
         lam0[j] = vals[order[0]]
         rest.append([float(vals[i]) for i in order[1:]])
-    k = max(len(r) for r in rest)
-    masks = np.zeros((k, o, w.shape[1]), dtype=bool)
-    lam = np.zeros((k, o))
+    slots = np.full((max(len(r) for r in rest), o), np.nan)
     for j, levels in enumerate(rest):
-        for i, v in enumerate(levels):
-            masks[i, j] = w[j] == v
-            lam[i, j] = v - lam0[j]
-    return Decomposition(lam0, masks.reshape(k, o, *shape), lam)
+        slots[: len(levels), j] = levels
+    return lam0, slots
+
+
+def _one_hot_cost(w: np.ndarray, shape: tuple[int, ...], slots: np.ndarray) -> int:
+    """``_one_hot(...).cost`` one mask at a time (a 256-level layer would need 255 masks)."""
+    o = w.shape[0]
+    return sum(_pieces((w == v[:, None]).reshape(o, *shape)) for v in slots) + slots.size
+
+
+def _one_hot(w: np.ndarray, shape: tuple[int, ...], lam0: np.ndarray, slots: np.ndarray):
+    """Every level but λ_0 a one-hot mask, in the slots of ``_one_hot_slots``."""
+    o = w.shape[0]
+    masks = np.zeros((len(slots), o, *shape), dtype=bool)
+    for i, v in enumerate(slots):
+        masks[i] = (w == v[:, None]).reshape(o, *shape)
+    lam = np.where(np.isnan(slots), 0.0, slots - lam0[None, :])
+    return Decomposition(lam0, masks, lam)
 
 
 def _planes(index: np.ndarray, levels: np.ndarray, shape: tuple[int, ...]) -> Decomposition | None:
@@ -104,8 +121,12 @@ def decompose(index: np.ndarray, levels: np.ndarray) -> Decomposition:
     o = index.shape[0]
     shape = index.shape[1:]
     w = np.take_along_axis(levels, index.reshape(o, -1), axis=1)
-    found = [d for d in (_one_hot(w, shape), _planes(index, levels, shape)) if d is not None]
-    best = min(found, key=lambda d: d.cost)
+    lam0, slots = _one_hot_slots(w)
+    planes = _planes(index, levels, shape)
+    if planes is None or _one_hot_cost(w, shape, slots) <= planes.cost:
+        best = _one_hot(w, shape, lam0, slots)  # the cheaper, or the only one
+    else:
+        best = planes
     keep = np.array([m.any() for m in best.masks], dtype=bool)
     if not keep.size or not keep.any():
         return Decomposition(best.lam0, np.zeros((1, o, *shape), dtype=bool), np.zeros((1, o)))

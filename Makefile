@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.bnc-installed
 
-.PHONY: demo test test-all lint bench bench-fpga bench-mcu sparsity-table setup clean
+.PHONY: demo test test-all lint bench bench-fpga bench-mcu sparsity-table quantize-table setup clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ bench-mcu: $(STAMP)
 # epochs each; 42 to 71 minutes apiece here, two at a time), then compiles and runs them.
 sparsity-table: $(STAMP)
 	$(PY) examples/sparsity_table.py --teacher-dense
+
+# bnc quantize on the float example (examples/fashion_float.pt), every way (README "Quantizing
+# a float model"): accuracy, bytes, host time and Cortex-M4 instructions per row.
+quantize-table: $(STAMP)
+	$(PY) examples/quantize_table.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

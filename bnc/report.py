@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from bnc.ir.analysis import LayerInfo, layer_table
 from bnc.ir.graph import Graph
+from bnc.ir.passes.dead import DeadChannelInfo, Kept, Why, removed_channels
 
 if TYPE_CHECKING:
     from bnc.api import CompiledModel
@@ -92,9 +93,57 @@ def summary(rows: list[LayerInfo]) -> str:
     )
 
 
+def _ranges(channels: list[int]) -> str:
+    """``0-2, 5, 7-8``: sorted channel indices with runs joined."""
+    runs: list[list[int]] = []
+    for c in sorted(channels):
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _by_reason(pairs: tuple | list, order: type[Why] | type[Kept]) -> list[tuple[str, list[int]]]:
+    """``(reason text, channels)`` in the order the enum lists its reasons."""
+    return [
+        (r.value, [c for c, why in pairs if why is r])
+        for r in order
+        if any(why is r for _, why in pairs)
+    ]
+
+
+def dead_channels_text(info: DeadChannelInfo | None) -> str:
+    """Per layer, the output channels ``DropDeadChannels`` removed and why, and the constant
+    channels it kept (original indices); empty when there are none."""
+    if info is None or not info.layers:
+        return ""
+    kept = f", {info.kept} constant kept" if info.kept else ""
+    lines = [
+        f"dead channels: {info.removed} removed{kept} (bit-exact: a removed constant is folded"
+        " into its readers' thresholds)"
+    ]
+    for r in info.layers:
+        const = [(c, w) for c, w in r.removed if w is not Why.UNREAD]
+        kinds = _by_reason(const, Why)
+        parts = []
+        if const:
+            detail = ", ".join(why if len(kinds) == 1 else f"{len(cs)} {why}" for why, cs in kinds)
+            parts.append(f"{len(const)} constant: {detail}")
+        if len(const) < len(r.removed):
+            parts.append(f"{len(r.removed) - len(const)} unread")
+        head = f"  {r.layer}: {len(r.removed)} of {r.channels} output channels removed"
+        lines.append(head + (f" ({', '.join(parts)})" if parts else ""))
+        for why, cs in _by_reason(r.removed, Why):
+            lines.append(f"    removed, {why}: {_ranges(cs)}")
+        for why, cs in _by_reason(r.kept, Kept):
+            lines.append(f"    kept constant, {why}: {_ranges(cs)}")
+    return "\n".join(lines) + "\n"
+
+
 def inspect_text(lowered: Graph) -> str:
     rows = layer_table(lowered)
-    return format_table(rows) + summary(rows)
+    return format_table(rows) + summary(rows) + dead_channels_text(removed_channels(lowered))
 
 
 def render_report(model: CompiledModel, view: object = None) -> str:

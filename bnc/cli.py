@@ -313,11 +313,11 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser(
         "quantize",
         help="a float PyTorch model -> a low-bit bnc.nn model that 'bnc compile' takes",
-        description="Quantize a float model (torch.nn Conv2d, Linear, BatchNorm, ReLU, pools,"
-        " flatten, residual + and torch.cat; saved with torch.save, as TorchScript or as a"
-        " torch.export program): each Conv2d/Linear gets low-bit weights, each ReLU a k-bit"
-        " unsigned activation quantizer calibrated on the samples, the input an 8-bit"
-        " quantizer. Writes a torch.save'd bnc.nn model.",
+        description="Quantize a float model (torch.nn Conv2d, Linear, BatchNorm, ReLU, max-"
+        "pools, global average pools, flatten and residual +; saved with torch.save, as"
+        " TorchScript or as a torch.export program): each Conv2d/Linear gets low-bit weights,"
+        " each ReLU a k-bit unsigned activation quantizer calibrated on the samples, the input"
+        " an 8-bit quantizer. Writes a torch.save'd bnc.nn model.",
     )
     q.add_argument("model", help="float model: torch.save module, TorchScript or torch.export")
     q.add_argument("--weights", type=int, required=True, metavar="K", help="weight bits, 1-8")

@@ -141,12 +141,16 @@ def _kind(path: Path) -> str:
     return "pickle"
 
 
-def _load_pickle(path: Path, trust: bool) -> nn.Module:
+def _load_pickle(
+    path: Path, trust: bool, allowed: list[type] = ALLOWED, accepted: str = ACCEPTED
+) -> nn.Module:
+    """A torch.save'd whole module, loaded with the ``allowed`` classes only unless ``trust``;
+    every failure is one line."""
     try:
         if trust:
             obj = torch.load(path, weights_only=False, map_location="cpu")
         else:
-            with torch.serialization.safe_globals(ALLOWED):
+            with torch.serialization.safe_globals(allowed):
                 obj = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
         m = re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -155,9 +159,9 @@ def _load_pickle(path: Path, trust: bool) -> nn.Module:
                 f"{path}: class {m.group(1)} is outside the allow-list of bnc.nn and torch.nn "
                 "classes; pass --trust (only for files you trust) to load it with full pickle"
             ) from None
-        raise BncError(f"{path}: not a PyTorch model ({_first(e)}); {ACCEPTED}") from None
+        raise BncError(f"{path}: not a PyTorch model ({_first(e)}); {accepted}") from None
     except Exception as e:  # noqa: BLE001
-        raise BncError(f"{path}: not a PyTorch model ({_first(e)}); {ACCEPTED}") from None
+        raise BncError(f"{path}: not a PyTorch model ({_first(e)}); {accepted}") from None
     if not isinstance(obj, nn.Module):
         raise BncError(
             f"{path}: holds a {type(obj).__name__}, not a whole module; save the model with "

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from bnc.errors import BncError
+from bnc.frontend.convert import _arg, _aten, _pair, _shape, _tensor_args
 from bnc.nn.graph import Graph
 
 SUPPORTED = (
@@ -29,34 +30,6 @@ SUPPORTED = (
 )
 _PASS = {"detach", "clone", "alias", "dropout", "contiguous", "_assert_tensor_metadata",
          "feature_dropout", "alpha_dropout"}  # fmt: skip
-
-
-def _aten(node: torch.fx.Node) -> str:
-    return getattr(node.target, "__name__", str(node.target)).split(".")[0]
-
-
-def _arg(node: torch.fx.Node, name: str, default: Any) -> Any:
-    if name in node.kwargs:
-        return node.kwargs[name]
-    schema = getattr(node.target, "_schema", None)
-    if schema is not None:
-        for i, arg in enumerate(schema.arguments):
-            if arg.name == name:
-                return node.args[i] if i < len(node.args) else default
-    return default
-
-
-def _pair(v: Any, default: int) -> tuple[int, int]:
-    if v is None or (isinstance(v, list | tuple) and len(v) == 0):
-        return (default, default)
-    if isinstance(v, int):
-        return (v, v)
-    return (int(v[0]), int(v[-1]))
-
-
-def _shape(node: Any) -> tuple[int, ...]:
-    val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
-    return tuple(int(d) for d in val.shape) if val is not None else ()
 
 
 class _Reader:
@@ -202,14 +175,6 @@ LAYERS: dict[str, tuple[Callable[[_Reader, torch.fx.Node, str], nn.Module], type
 whose module path names the step)."""
 
 
-def _rank_fix(layer: nn.Module, node: torch.fx.Node) -> nn.Module:
-    if isinstance(layer, nn.BatchNorm2d) and len(_shape(node.args[0])) != 4:
-        fixed = nn.BatchNorm1d(layer.num_features, eps=layer.eps).eval()
-        fixed.load_state_dict(layer.state_dict())
-        return fixed
-    return layer
-
-
 def program_to_float_graph(ep: torch.export.ExportedProgram, where: str) -> Graph:
     """The program as a ``Graph`` of float torch.nn layers (parameters copied)."""
     r = _Reader(ep, where)
@@ -226,7 +191,7 @@ def program_to_float_graph(ep: torch.export.ExportedProgram, where: str) -> Grap
         aten = _aten(node)
         if not node.users and not isinstance(node.meta.get("val"), torch.Tensor):
             continue  # a shape check left by TorchScript (aten.dim): no value flows from it
-        operands = [a for a in _operands(node) if a in env]
+        operands = [a for a in _tensor_args(node) if a in env]
         if aten in _PASS or aten == "getitem":
             if operands:
                 env[node] = env[operands[0]]
@@ -238,7 +203,7 @@ def program_to_float_graph(ep: torch.export.ExportedProgram, where: str) -> Grap
                 raise BncError(f"{where}: layer '{site}' ({aten}) reads no tensor the model"
                                " computes from its input")  # fmt: skip
             name = r.name(node, kind)
-            layers[name] = _rank_fix(build(r, node, site), node)
+            layers[name] = build(r, node, site)
             steps.append((name, "layer", [env[node.args[0]]]))
         elif aten == "add":
             if len(operands) != 2 or float(_arg(node, "alpha", 1)) != 1.0:
@@ -273,7 +238,7 @@ def program_to_float_graph(ep: torch.export.ExportedProgram, where: str) -> Grap
                            f" supported: {SUPPORTED}")  # fmt: skip
         env[node] = steps[-1][0]
     out = next(n for n in ep.graph.nodes if n.op == "output")
-    results = _operands(out)
+    results = _tensor_args(out)
     if len(results) != 1 or results[0] not in env or env[results[0]] == "input":
         raise BncError(f"{where}: the model must return one tensor computed from its input")
     last = env[results[0]]
@@ -292,14 +257,6 @@ def _check_mean(where: str, site: str, node: torch.fx.Node) -> None:
     if bool(_arg(node, "keepdim", False)):
         raise BncError(f"{where}: layer '{site}' (mean): keepdim=True is not supported; use"
                        " nn.AdaptiveAvgPool2d(1)")  # fmt: skip
-
-
-def _operands(node: torch.fx.Node) -> list[torch.fx.Node]:
-    out: list[torch.fx.Node] = []
-    for a in node.args:
-        items = a if isinstance(a, list | tuple) else [a]
-        out += [x for x in items if isinstance(x, torch.fx.Node)]
-    return out
 
 
 def float_graph(model: nn.Module | torch.export.ExportedProgram, shape: tuple[int, ...],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-import re
 import warnings
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import torch
 from torch import nn
 
 from bnc.errors import BncError
-from bnc.frontend.load import ALLOWED, _first, _kind
+from bnc.frontend.load import ALLOWED, _first, _kind, _load_pickle
 from bnc.nn.graph import Graph
 from bnc.quantization.capture import float_graph
 
@@ -69,25 +67,7 @@ def load_float(path: str | Path, shape: tuple[int, ...], trust: bool = False) ->
         return float_graph(ep, shape, where)
     if kind == "torchscript":
         return float_graph(_from_torchscript(path, shape), shape, where)
-    try:
-        if trust:
-            obj = torch.load(path, weights_only=False, map_location="cpu")
-        else:
-            with torch.serialization.safe_globals(FLOAT_ALLOWED):
-                obj = torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as e:
-        m = re.search(r"GLOBAL ([\w.]+)", str(e))
-        if m and "was not an allowed global" in str(e):
-            raise BncError(f"{path}: class {m.group(1)} is outside the allow-list of torch.nn"
-                           " and bnc.nn classes; pass --trust (only for files you trust) or save"
-                           " the model with torch.export.save") from None  # fmt: skip
-        raise BncError(f"{path}: not a PyTorch model ({_first(e)}); {ACCEPTED}") from None
-    except Exception as e:  # noqa: BLE001
-        raise BncError(f"{path}: not a PyTorch model ({_first(e)}); {ACCEPTED}") from None
-    if not isinstance(obj, nn.Module):
-        raise BncError(f"{path}: holds a {type(obj).__name__}, not a whole module; save the"
-                       " model with torch.save(model), not its state_dict")  # fmt: skip
-    return float_graph(obj, shape, where)
+    return float_graph(_load_pickle(path, trust, FLOAT_ALLOWED, ACCEPTED), shape, where)
 
 
 def _from_torchscript(path: Path, shape: tuple[int, ...]) -> torch.export.ExportedProgram:

@@ -152,14 +152,13 @@ def choose_scale(v: Tensor, lo: int, hi: int, how: str) -> float:
     return best
 
 
-def _input_quantizer(x: Tensor, bits: int, how: str) -> bn.InputQuantizer:
+def _input_quantizer(x: Tensor, bits: int) -> bn.InputQuantizer:
     signed = bool((x < 0).any())
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     peak = float(x.abs().max())
     # the peak over the code range keeps every calibration value (images in [0, 1] at 8 bits
     # get 1/255); a float model's first layer is the one most sensitive to clipping
     scale = peak / max(abs(lo), hi) if peak > 0 else 1.0
-    del how
     return bn.InputQuantizer(bits, scale, signed, input_shape=tuple(x.shape[1:]))
 
 
@@ -181,7 +180,7 @@ def quantize_graph(
         return name
 
     first = fresh("input_quant")
-    layers[first] = _input_quantizer(calibration, opts.input_bits, opts.calibrate)
+    layers[first] = _input_quantizer(calibration, opts.input_bits)
     steps.append((first, "layer", ["input"]))
     codes[first] = True
     q_in = layers[first]
@@ -219,7 +218,7 @@ def quantize_graph(
                 raise BncError(f"layer '{name}' ({type(layer).__name__}) follows a ReLU; bnc"
                                " quantizes a BatchNorm before its ReLU (conv, BatchNorm, ReLU)"
                                " only")  # fmt: skip
-            layers[name] = _copy(layer)
+            layers[name] = copy.deepcopy(layer)
             codes[name] = codes[ops[0]] and isinstance(
                 layer, nn.MaxPool2d | nn.AdaptiveAvgPool2d | nn.Flatten | nn.Identity
             )
@@ -235,10 +234,6 @@ def quantize_graph(
                                   f" {'signed' if float(q.qmin) < 0 else 'unsigned'}, scale"
                                   f" {scales[name]:.6g}"))  # fmt: skip
     return graph, report
-
-
-def _copy(layer: nn.Module) -> nn.Module:
-    return copy.deepcopy(layer)
 
 
 def _quantized_layer(layer: nn.Conv2d | nn.Linear, opts: Options) -> tuple[nn.Module, str]:

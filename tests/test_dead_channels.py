@@ -21,9 +21,8 @@ from bnc.api import dequantize_flat, output_op
 from bnc.cli import main
 from bnc.ir import interpreter as interp
 from bnc.ir import ops as O
-from bnc.ir import passes
 from bnc.ir.graph import Graph
-from bnc.ir.passes import DEAD_CHANNELS, PIPELINE
+from bnc.ir.passes import PIPELINE
 from bnc.ir.passes.dead import DropDeadChannels, Kept, Why, dead_channel_info, removed_channels
 from bnc.report import inspect_text
 
@@ -34,12 +33,6 @@ from irgen import multibit_chain, multibit_dag, multibit_resnet, random_dag, ran
 from modelgen import random_batch, random_multibit_model  # noqa: E402
 
 CODE_PLANES = (O.Threshold, O.MultiThreshold, O.Requantize)
-
-
-@pytest.fixture(autouse=True)
-def dead_channel_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The lowering pipeline with ``DropDeadChannels`` last, as it will be once registered."""
-    monkeypatch.setattr(passes, "PIPELINE", (*PIPELINE, DEAD_CHANNELS))
 
 
 def without_pass(graph: Graph) -> Graph:

@@ -18,6 +18,7 @@ from bnc.ir import interpreter as interp
 from bnc.ir import ops as O
 from bnc.ir.graph import Graph
 from bnc.ir.passes import LoweringError, lower
+from bnc.ir.passes.dead import removed_channels
 from bnc.ir.passes.lowering import FoldSign, PushMaxPoolPastThreshold, plane_precision
 from bnc.ir.printer import dump
 from bnc.ir.types import Kind, TensorType, bits, real
@@ -126,14 +127,16 @@ def test_zero_gamma_gives_a_constant_channel() -> None:
             O.BinaryLinear("fc", np.ones((1, 18), dtype=bool), -one[:1], one[:1], one[:1] * 0),
         ),
     )
-    lowered = lower(g)
     bits_out: list[np.ndarray] = []
     interp.run(
-        lowered,
+        lower(g, dead_channels=False),
         random_input(g, 10, 1),
         lambda node, v: bits_out.append(v) if isinstance(node.op, O.Threshold) else None,
     )
     assert (bits_out[0][:, 0] == 1).all() and (bits_out[0][:, 1] == 0).all()
+    # the dead-channel pass then removes the constant 0 and folds it into the reader
+    info = removed_channels(lower(g))
+    assert info is not None and [sorted(dict(r.removed)) for r in info.layers] == [[1]]
 
 
 @pytest.mark.parametrize("make", [random_graph, random_dag], ids=["chain", "graph"])

@@ -100,8 +100,9 @@ def over_codes(bits: int, form: str, share: float) -> Graph:
                                                                   g.add(conv, x)))  # fmt: skip
     conv = quant_conv(rng, "c2", 64, 64, 3, 1, 1, share, form)
     x = g.add(O.Sign("a2"), g.add(batch_norm(rng, "bn2", 64), g.add(conv, x)))
-    fc = O.BinaryLinear("fc", np.ones((4, 64 * 64), dtype=bool), np.ones(4), np.zeros(4),
-                        np.zeros(4))  # fmt: skip
+    fc = O.BinaryLinear(
+        "fc", np.ones((4, 64 * 64), dtype=bool), np.zeros(4), np.ones(4), np.zeros(4)
+    )  # fmt: skip (every weight 1: every channel is read)
     return g.graph(g.add(fc, g.add(O.Flatten("flat"), x)))
 
 

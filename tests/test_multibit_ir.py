@@ -15,6 +15,7 @@ from bnc.ir import interpreter as interp
 from bnc.ir import ops as O
 from bnc.ir.graph import INPUT, Graph
 from bnc.ir.passes import LoweringError, lower
+from bnc.ir.passes.dead import removed_channels
 from bnc.ir.passes.multibit import decompose
 from bnc.ir.types import real
 
@@ -103,9 +104,15 @@ def test_integer_levels_give_exact_small_thresholds() -> None:
     y = g.add(batch_norm(rng, "bn", 8), g.add(conv, x))
     q = g.add(O.Quantize("q", 0.25, 0, 0, 3), y)
     fc = quant_conv(rng, "fc", 8, 3, 6, 1, 0, 0.5, "int")
-    lowered = lower(g.graph(g.add(fc, q)))
+    graph = g.graph(g.add(fc, q))
+    lowered = lower(graph, dead_channels=False)
     mt = next(n.op for n in lowered.nodes if isinstance(n.op, O.MultiThreshold))
     assert mt.c.shape == (3, 8)
+    # the channels whose codes are constant go (their thresholds out of reach or γ = 0)
+    info = removed_channels(lower(graph))
+    gone = 0 if info is None else sum(len(r.removed) for r in info.layers if r.op == "c+bn+q")
+    kept = next(n.op for n in lower(graph).nodes if isinstance(n.op, O.MultiThreshold))
+    assert gone > 0 and kept.c.shape == (3, 8 - gone)
     assert np.abs(np.concatenate([mt.t, mt.s])).max() <= 1  # ±1 and 0: the levels' ratios
     assert (np.diff(mt.c, axis=0) <= 0).all()  # monotone thresholds
 

@@ -16,7 +16,7 @@ from bnc.ir import ops as O
 from bnc.ir.graph import INPUT, Graph
 from bnc.ir.passes import LoweringError, lower
 from bnc.ir.passes.dead import removed_channels
-from bnc.ir.passes.multibit import decompose
+from bnc.ir.passes.multibit import ONE_HOT_MAX, decompose
 from bnc.ir.types import real
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,6 +62,19 @@ def test_ternary_zeros_cost_nothing_and_dense_int_weights_take_planes() -> None:
     d = decompose(dense, s[:, None] * np.array([-2.0, -1.0, 0.0, 1.0]))
     assert d.masks.shape[0] == 2
     assert (d.masks.reshape(2, 16, -1).mean(axis=2) <= 0.5).all()  # each plane at most half ones
+
+
+def test_wide_integer_weights_take_planes_not_hundreds_of_masks() -> None:
+    """8-bit weights of more than 32 levels: the 8 bit planes, not one sparse one-hot mask per
+    level (fewer pieces to visit, but up to 32 times the bytes); 2-bit sparse ones stay
+    one-hot."""
+    rng = np.random.default_rng(2)
+    s = rng.uniform(0.5, 2, size=8)
+    index = np.clip(np.rint(rng.laplace(128, 20, size=(8, 16, 3, 3))), 0, 255).astype(np.int64)
+    d = decompose(index, s[:, None] * (np.arange(256) - 128.0))
+    assert d.masks.shape[0] <= 8 and len(np.unique(index)) > ONE_HOT_MAX * 8
+    sparse = rng.choice(4, p=[0.02, 0.02, 0.94, 0.02], size=(8, 16, 3, 3))
+    assert decompose(sparse, s[:, None] * np.array([-2.0, -1.0, 0.0, 1.0])).masks.shape[0] == 3
 
 
 def test_round_shift_is_round_half_to_even() -> None:

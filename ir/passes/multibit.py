@@ -29,6 +29,7 @@ from bnc.ir.passes.lowering import (
 from bnc.ir.rewrite import Builder, rewrite
 
 MULTI_MAX = 15  # thresholds of the widest MultiThreshold (4-bit codes); wider codes requantize
+ONE_HOT_MAX = 4  # one-hot masks at most this many times as many as the bit planes (bytes)
 
 
 @dataclass(frozen=True)
@@ -116,14 +117,19 @@ def _planes(index: np.ndarray, levels: np.ndarray, shape: tuple[int, ...]) -> De
 
 def decompose(index: np.ndarray, levels: np.ndarray) -> Decomposition:
     """The sparsest decomposition of the weights ``levels[o, index]``: one-hot masks or bit
-    planes, whichever costs less; masks with no ones in any channel are dropped (one all-zero
-    mask stays when every channel has one level, so the layer still has its T)."""
+    planes, whichever costs less, but never more than ``ONE_HOT_MAX`` times as many one-hot
+    masks as planes (an 8-bit layer's 255 sparse masks would visit fewer pieces than its 8
+    planes but take 32 times their bytes); masks with no ones in any channel are dropped (one
+    all-zero mask stays when every channel has one level, so the layer still has its T)."""
     o = index.shape[0]
     shape = index.shape[1:]
     w = np.take_along_axis(levels, index.reshape(o, -1), axis=1)
     lam0, slots = _one_hot_slots(w)
     planes = _planes(index, levels, shape)
-    if planes is None or _one_hot_cost(w, shape, slots) <= planes.cost:
+    if planes is None or (
+        len(slots) <= ONE_HOT_MAX * planes.masks.shape[0]
+        and _one_hot_cost(w, shape, slots) <= planes.cost
+    ):
         best = _one_hot(w, shape, lam0, slots)  # the cheaper, or the only one
     else:
         best = planes

@@ -58,6 +58,24 @@ def _input_shape(text: str | None) -> tuple[int, ...] | None:
     return parse_input_shape(text)
 
 
+_UNITS = {"": 1, "k": 1000, "m": 1000**2, "kib": 1024, "mib": 1024**2}
+
+
+def _bytes(text: str) -> int:
+    """``--budget``: bytes as an integer, or with k / M (x1000) or KiB / MiB (x1024)."""
+    t = text.strip().lower().replace("_", "").replace(",", "")
+    num = t.rstrip("kmib")
+    try:
+        value = float(num) * _UNITS[t[len(num) :]]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a byte count (e.g. 350000, 350k, 1.5M or 512KiB)"
+        ) from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes")
+    return int(value)
+
+
 def cmd_compile(a: argparse.Namespace) -> int:
     import bnc
 
@@ -204,6 +222,8 @@ def cmd_quantize(a: argparse.Namespace) -> int:
         input_bits=a.input_bits,
         batch_norm=not a.keep_bn_stats,
         finetune=a.finetune,
+        prune=a.prune,
+        budget=a.budget,
         epochs=a.epochs,
         lr=a.lr,
         output=out,
@@ -368,7 +388,23 @@ def parser() -> argparse.ArgumentParser:
         help="fine-tune the quantized model on 'images' (float32, N x the input shape) and"
         " 'labels' (class indices), distilled from the float model",
     )
-    q.add_argument("--epochs", type=int, default=2, help="--finetune: passes (default 2)")
+    q.add_argument(
+        "--prune",
+        type=float,
+        metavar="F",
+        help="remove the fraction F of each layer's output channels (smallest L1 norm); with"
+        " --finetune 20 %% at a time, each step fine-tuned",
+    )
+    q.add_argument(
+        "--budget",
+        type=_bytes,
+        metavar="BYTES",
+        help="mixed precision: each layer's weight bits (1 to --weights) chosen by its measured"
+        " sensitivity so that the compiled weights fit BYTES (350000, 350k, 1.5M, 512KiB)",
+    )
+    q.add_argument(
+        "--epochs", type=int, default=2, help="--finetune: passes (per pruning step; default 2)"
+    )
     q.add_argument("--lr", type=float, default=2e-4, help="--finetune: Adam's learning rate")
     q.add_argument(
         "--keep-bn-stats",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import os
@@ -15,6 +16,8 @@ from torch import nn
 
 from bnc.errors import BncError
 from bnc.nn.graph import Graph
+from bnc.quantization import prune as pruning
+from bnc.quantization.budget import allocate, check_budget
 from bnc.quantization.capture import float_graph
 from bnc.quantization.finetune import check_labels, load_dataset
 from bnc.quantization.finetune import finetune as tune
@@ -25,6 +28,7 @@ from bnc.quantization.model import (
     Options,
     quantize_graph,
     restat_batch_norm,
+    weight_quantizer,
 )
 from bnc.quantization.weights import METHODS
 
@@ -95,6 +99,8 @@ def quantize(
     input_bits: int = 8,
     batch_norm: bool = True,
     finetune: str | Path | tuple[torch.Tensor, torch.Tensor] | None = None,
+    prune: float | None = None,
+    budget: int | None = None,
     epochs: int = 2,
     lr: float = 2e-4,
     output: str | Path | None = None,
@@ -105,12 +111,23 @@ def quantize(
     tensor or an ``X.npy`` path, N × the model's input shape); ``batch_norm`` re-estimates
     the BatchNorm statistics on them after quantizing. ``finetune`` (``DATA.npz`` with
     ``images`` and ``labels``, or the two tensors) trains the quantized model ``epochs``
-    passes, distilled from the float one (``finetune.finetune``). ``output`` writes the result.
+    passes, distilled from the float one (``finetune.finetune``). ``prune`` removes that
+    fraction of each layer's output channels by L1 norm (``prune``), with ``finetune`` 20 % at
+    a time, each step fine-tuned ``epochs`` passes. ``budget`` (bytes) chooses each layer's
+    weight bits from 1 (2 for ``int``) to ``weights`` so that the compiled weights fit
+    (``budget``). ``output`` writes the result.
     Every bad argument raises ``BncError`` with one line before anything is written."""
     opts = Options(
         weights, activations, method, importance, codebook, calibrate, input_bits, batch_norm
     )
     _check(opts)
+    fraction = None if prune is None else pruning.check_fraction(prune)
+    if budget is not None:
+        check_budget(budget)
+        if codebook is not None or method == "ternary":
+            raise BncError("--budget chooses the weight bits per layer; --codebook and"
+                           " --method ternary fix them (use amq, refined, greedy, kmeans or"
+                           " int)")  # fmt: skip
     if not (isinstance(epochs, int) and epochs >= 1) or not (lr > 0 and math.isfinite(lr)):
         raise BncError(f"--epochs must be a positive integer and --lr a positive number, not"
                        f" {epochs!r} and {lr!r}")  # fmt: skip
@@ -144,12 +161,48 @@ def quantize(
             classes = int(fg(x[:1]).reshape(1, -1).shape[1])
         check_labels(data[1], classes, str(finetune) if isinstance(finetune, str | Path) else
                      "finetune")  # fmt: skip
-    qg, report = quantize_graph(fg, x, opts, say)
+    groups: dict[str, list[str]] = {}
+    masks: pruning.Masks = {}
+    steps = [] if fraction is None else pruning.schedule(fraction, data is not None)
+    source = fg
+    if steps:
+        groups = pruning.prunable(fg)
+        if not groups:
+            raise BncError(f"--prune: {where} has no layer whose channels can be removed (each"
+                           " layer with weights feeds a residual add, a concatenation or the"
+                           " output)")  # fmt: skip
+        masks = pruning.choose(fg, groups, steps[0], {})
+        source = copy.deepcopy(fg)
+        pruning.apply(source, groups, masks)
+        say(f"pruning {100 * fraction:g} % of the channels of {len(groups)} layers (L1"
+            f"{', 20 % per fine-tuned step' if len(steps) > 1 else ''})")  # fmt: skip
+    bits = None
+    if budget is not None:
+        candidates = list(range(2 if method == "int" else 1, weights + 1))
+        alloc = allocate(source, x, budget, candidates,
+                         lambda n, w, b: weight_quantizer(w, opts, masks.get(n), b), masks,
+                         say)  # fmt: skip
+        bits = alloc.bits
+        say(f"--budget {budget:,}: {alloc.total:,} bytes of weights (from {alloc.smallest:,} at"
+            f" {candidates[0]} bit to {alloc.widest:,} at {weights}); bits per layer:"
+            f" {', '.join(f'{n} {b}' for n, b in bits.items())}")  # fmt: skip
+    qg, report = quantize_graph(source, x, opts, say, masks, bits)
+    pruning.apply(qg, groups, masks)
     if data is not None:
-        say(f"fine-tuning {epochs} epochs on {len(data[0])} samples (lr {lr:g}, distilled"
+        each = f" per pruning step ({len(steps)} steps)" if steps else ""
+        say(f"fine-tuning {epochs} epochs{each} on {len(data[0])} samples (lr {lr:g}, distilled"
             " from the float model)")  # fmt: skip
-        tune(qg, fg, data[0], data[1], epochs, lr, say)
+        for k, f in enumerate(steps or [None]):
+            if k:
+                masks = pruning.choose(qg, groups, f, masks)
+                pruning.apply(qg, groups, masks)
+            label = f"pruned {100 * f:g} %, fine-tuning" if f is not None else "fine-tuning"
+            step_masks = masks
+            tune(qg, fg, data[0], data[1], epochs, lr, say,
+                 constrain=lambda m=step_masks: pruning.apply(qg, groups, m),
+                 label=label)  # fmt: skip
         restat_batch_norm(qg, x)
+    report += [LayerReport(n, "pruned", d) for n, d in pruning.describe(masks).items()]
     out = Quantized(qg, fg, report)
     if output is not None:
         out.save(output)

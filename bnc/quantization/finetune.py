@@ -93,8 +93,11 @@ def finetune(
     lr: float,
     say: Callable[[str], None] = lambda s: None,
     seed: int = 0,
+    constrain: Callable[[], None] = lambda: None,
+    label: str = "fine-tuning",
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place for ``epochs`` passes over ``images``; one dict per epoch."""
+    """Train ``model`` in place for ``epochs`` passes over ``images``; one dict per epoch.
+    ``constrain`` runs after every optimizer step (pruning keeps removed channels at zero)."""
     teacher.eval()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     per_epoch = math.ceil(len(images) / BATCH)
@@ -110,7 +113,7 @@ def finetune(
         order = torch.randperm(len(images), generator=g)
         seen = hits = 0
         loss_sum = 0.0
-        bar = _Bar(per_epoch, f"bnc: fine-tuning, epoch {epoch}/{epochs}")
+        bar = _Bar(per_epoch, f"bnc: {label}, epoch {epoch}/{epochs}")
         for step in range(per_epoch):
             idx = order[step * BATCH : (step + 1) * BATCH]
             xb, yb = images[idx], labels[idx]
@@ -125,12 +128,13 @@ def finetune(
             opt.step()
             sched.step()
             clamp_latent_(model)
+            constrain()
             loss_sum += float(loss.detach()) * len(idx)
             hits += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
             bar.update(step + 1, f"loss {loss_sum / seen:.3f}")
         history.append({"epoch": epoch, "loss": loss_sum / seen, "train": hits / seen})
-        say(f"fine-tuning epoch {epoch}/{epochs}: loss {loss_sum / seen:.4f}, training accuracy"
+        say(f"{label} epoch {epoch}/{epochs}: loss {loss_sum / seen:.4f}, training accuracy"
             f" {100 * hits / seen:.2f} % ({time.time() - t0:.0f} s)")  # fmt: skip
     model.eval()
     return history

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 import bnc.nn as bn
 from bnc.errors import BncError
 from bnc.nn.graph import Graph
+from bnc.quantization.prune import Masks, fit_kept
 from bnc.quantization.weights import quantizer_for
 
 CALIBRATIONS = ("mse", "percentile")
@@ -163,9 +164,16 @@ def _input_quantizer(x: Tensor, bits: int) -> bn.InputQuantizer:
 
 
 def quantize_graph(
-    fg: Graph, calibration: Tensor, opts: Options, say: Callable[[str], None] = lambda s: None
+    fg: Graph,
+    calibration: Tensor,
+    opts: Options,
+    say: Callable[[str], None] = lambda s: None,
+    masks: Masks | None = None,
+    bits: dict[str, int] | None = None,
 ) -> tuple[Graph, list[LayerReport]]:
-    """The quantized graph of the float graph ``fg`` and what was chosen per layer."""
+    """The quantized graph of the float graph ``fg`` and what was chosen per layer; a layer
+    in ``masks`` (pruned) has its weight quantizer fitted to the channels it keeps, a layer in
+    ``bits`` (``--budget``) its own weight bits in place of ``opts.weights``."""
     report: list[LayerReport] = []
     layers: dict[str, nn.Module] = {}
     steps: list[tuple[str, str, list[str]]] = []
@@ -206,7 +214,9 @@ def quantize_graph(
                 codes[aq] = True
                 to_calibrate.append(aq)
                 ops = [aq]
-            layers[name], detail = _quantized_layer(layer, opts)
+            layers[name], detail = _quantized_layer(
+                layer, opts, (masks or {}).get(name), (bits or {}).get(name, opts.weights)
+            )
             report.append(LayerReport(name, "weights", detail))
             codes[name] = False
         elif isinstance(layer, nn.ReLU):
@@ -236,13 +246,23 @@ def quantize_graph(
     return graph, report
 
 
-def _quantized_layer(layer: nn.Conv2d | nn.Linear, opts: Options) -> tuple[nn.Module, str]:
+def weight_quantizer(w: Tensor, opts: Options, keep: Tensor | None, bits: int) -> nn.Module:
+    """The layer's weight quantizer by ``opts`` at ``bits``, fitted to the kept channels."""
+    return fit_kept(w, keep, lambda v: quantizer_for(v, opts.method, bits, opts.importance,
+                                                    opts.codebook))  # fmt: skip
+
+
+def _quantized_layer(
+    layer: nn.Conv2d | nn.Linear, opts: Options, keep: Tensor | None, bits: int
+) -> tuple[nn.Module, str]:
     w = layer.weight.detach()
-    q = quantizer_for(w, opts.method, opts.weights, opts.importance, opts.codebook)
+    q = weight_quantizer(w, opts, keep, bits)
+    kept = slice(None) if keep is None else keep
     with torch.no_grad():
-        err = float(torch.linalg.vector_norm(q(w) - w) / torch.linalg.vector_norm(w).clamp_min(
-            1e-30))  # fmt: skip
-    form = f"codebook {opts.codebook}" if opts.codebook else f"{opts.method} {opts.weights}-bit"
+        rows = w[kept]
+        err = float(torch.linalg.vector_norm(q(w)[kept] - rows) / torch.linalg.vector_norm(
+            rows).clamp_min(1e-30))  # fmt: skip
+    form = f"codebook {opts.codebook}" if opts.codebook else f"{opts.method} {bits}-bit"
     detail = f"{form}, relative error {err:.4f}"
     bias = layer.bias is not None
     if isinstance(layer, nn.Conv2d):

@@ -20,6 +20,7 @@ from bnc.api import compile as bnc_compile
 from bnc.ir import interpreter as interp
 from bnc.ir import ops as O
 from bnc.ir.graph import INPUT, Graph
+from bnc.ir.passes.dead import removed_channels
 
 
 @dataclass(frozen=True)
@@ -92,18 +93,25 @@ def _sign_names(compiled: CompiledModel) -> list[str]:
 
 
 def _bits_after(compiled: CompiledModel, values: dict[str, Any], sign: str, shape):
-    """The lowered value holding the bits PyTorch's Sign ``sign`` produced (same shape): the
-    threshold that folded it, or the max-pool moved past it."""
+    """``(bits, channels)``: the lowered value holding the bits PyTorch's Sign ``sign``
+    produced (the threshold that folded it, or the max-pool moved past it) and which of
+    PyTorch's channels it holds (all but those the dead-channel pass removed); None if none."""
     g = compiled.lowered
+    info = removed_channels(g)
     for node in g.nodes:
         if isinstance(node.op, O.Threshold) and sign in node.op.name.split("+"):
+            gone: set[int] = set()
+            for r in info.layers if info is not None else ():
+                if r.op == node.op.name:
+                    gone = {c for c, _ in r.removed}
+            kept = [c for c in range(shape[0]) if c not in gone]
             v = node.out
-            while values[v].shape[1:] != shape:
+            while values[v].shape[1:] != (len(kept), *shape[1:]):
                 users = g.users[v]
                 if len(users) != 1 or not isinstance(users[0].op, O.BitMaxPool2d):
                     return None
                 v = users[0].out
-            return values[v]
+            return values[v], kept
     return None
 
 
@@ -127,9 +135,10 @@ def climb(
     for name in _sign_names(compiled):
         if name not in seen:
             continue
-        got = _bits_after(compiled, values, name, seen[name].shape[1:])
-        if got is not None:
-            agree[name] = float(((seen[name] >= 0) == (got == 1)).mean())
+        found = _bits_after(compiled, values, name, seen[name].shape[1:])
+        if found is not None:
+            got, kept = found
+            agree[name] = float(((seen[name][:, kept] >= 0) == (got == 1)).mean())
     report = LadderReport(x.shape[0], float((ref.argmax(1) == ours.argmax(1)).mean()), agree)
 
     for target in targets:

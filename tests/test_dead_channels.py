@@ -24,6 +24,7 @@ from bnc.ir import ops as O
 from bnc.ir.graph import Graph
 from bnc.ir.passes import PIPELINE
 from bnc.ir.passes.dead import DropDeadChannels, Kept, Why, dead_channel_info, removed_channels
+from bnc.ladder import climb
 from bnc.report import inspect_text
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -121,6 +122,15 @@ def test_constant_channels_leave_a_chain_bit_exactly() -> None:
                                    2: Why.OUT_OF_REACH, 6: Why.OUT_OF_REACH}  # fmt: skip
     assert_exact(full, lowered, random_batch((1, 8, 8), 64, 0))
     assert DropDeadChannels().apply(lowered) is lowered  # nothing left to remove
+
+
+def test_the_ladder_compares_the_bits_of_the_channels_that_stay() -> None:
+    """PyTorch's sign1 has 8 channels, the lowered threshold 4: the ladder compares those 4
+    (the removed ones are constant, so PyTorch's other channels are not compared)."""
+    model = gamma_chain()
+    report = climb(model, random_batch((1, 8, 8), 32, 2), ())
+    assert set(report.bit_agreement) == {"sign1", "sign2"}
+    assert report.bit_agreement["sign1"] >= 0.99, str(report)
 
 
 def test_padding_keeps_a_constant_unless_it_stands_for_zero() -> None:

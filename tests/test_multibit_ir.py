@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,8 +17,9 @@ from bnc.ir import ops as O
 from bnc.ir.graph import INPUT, Graph
 from bnc.ir.passes import LoweringError, lower
 from bnc.ir.passes.dead import removed_channels
-from bnc.ir.passes.multibit import ONE_HOT_MAX, decompose
+from bnc.ir.passes.multibit import ONE_HOT_MAX, _planes, decompose
 from bnc.ir.types import real
+from bnc.quantization.weights import levels_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 from irgen import _Dag, batch_norm, multibit_dag, quant_conv, random_input  # noqa: E402
@@ -75,6 +77,24 @@ def test_wide_integer_weights_take_planes_not_hundreds_of_masks() -> None:
     assert d.masks.shape[0] <= 8 and len(np.unique(index)) > ONE_HOT_MAX * 8
     sparse = rng.choice(4, p=[0.02, 0.02, 0.94, 0.02], size=(8, 16, 3, 3))
     assert decompose(sparse, s[:, None] * np.array([-2.0, -1.0, 0.0, 1.0])).masks.shape[0] == 3
+
+
+@pytest.mark.parametrize("k", [3, 4, 6, 8])
+def test_sorted_amq_levels_take_their_planes(k: int) -> None:
+    """AMQ's levels sorted (``sum_i ±alpha_i`` in ascending order, as bnc quantize writes
+    them) are k planes in another order: k masks rebuild the weights, not 2^k - 1 one-hot."""
+    rng = np.random.default_rng(k)
+    alphas = torch.from_numpy(rng.uniform(0.05, 1.0, size=(k, 6)))
+    levels = levels_of(alphas).numpy().astype(np.float64)
+    index = rng.integers(0, 1 << k, size=(6, 5, 3, 3))
+    d = _planes(index, levels, index.shape[1:])  # decompose takes it where it costs less
+    assert d is not None and d.masks.shape[0] == k
+    w = np.take_along_axis(levels, index.reshape(6, -1), axis=1).reshape(index.shape)
+    rebuilt = d.lam0[:, None, None, None] + np.einsum("ko,kocyx->ocyx", d.lam, d.masks)
+    np.testing.assert_allclose(rebuilt, w, rtol=0, atol=1e-5 * np.abs(w).max())
+    assert decompose(index, levels).masks.shape[0] <= ONE_HOT_MAX * k
+    levels[:, 1] += 0.01 * (levels[:, 2] - levels[:, 1])  # no longer sums: no planes
+    assert _planes(index, levels, index.shape[1:]) is None
 
 
 def test_round_shift_is_round_half_to_even() -> None:

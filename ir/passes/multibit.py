@@ -90,10 +90,50 @@ def _one_hot(w: np.ndarray, shape: tuple[int, ...], lam0: np.ndarray, slots: np.
     return Decomposition(lam0, masks, lam)
 
 
+def _subset_sums(row: np.ndarray, k: int, tol: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(lam, code)`` when the row's ``2^k`` levels, in any order, are ``min + sum_i b_i *
+    lam[i]`` over all ``b`` in ``{0, 1}^k`` (AMQ's ``sum_i ±alpha_i`` sorted): ``code[n]`` is
+    level ``n``'s ``b`` as an integer. The lams are peeled off smallest first: the smallest
+    positive sum is one, and the sums pair off as ``(s, s + lam)``; the lower halves are the
+    sums of the others."""
+    cur = np.sort(row - row.min())
+    lams = []
+    for _ in range(k):
+        lam = cur[1] - cur[0]
+        used = np.zeros(len(cur), dtype=bool)
+        low, j = [], 0
+        for i in range(len(cur)):
+            if used[i]:
+                continue
+            used[i] = True
+            target = cur[i] + lam
+            j = max(j, i + 1)
+            while j < len(cur) and (used[j] or cur[j] < target - tol):
+                j += 1
+            if j == len(cur) or abs(cur[j] - target) > tol:
+                return None
+            used[j] = True
+            low.append(cur[i])
+        lams.append(lam)
+        cur = np.array(low)
+    lam_v = np.array(lams)
+    n = np.arange(1 << k)
+    table = (((n[:, None] >> np.arange(k)[None, :]) & 1) * lam_v[None, :]).sum(axis=1)
+    shifted = row - row.min()
+    by_level, by_table = np.argsort(shifted, kind="stable"), np.argsort(table, kind="stable")
+    if not (np.abs(shifted[by_level] - table[by_table]) <= tol).all():
+        return None
+    code = np.empty(1 << k, dtype=np.int64)
+    code[by_level] = by_table
+    return lam_v, code
+
+
 def _planes(index: np.ndarray, levels: np.ndarray, shape: tuple[int, ...]) -> Decomposition | None:
     """Where ``levels[o, n] = levels[o, 0] + sum_i bit_i(n) * (levels[o, 2^i] - levels[o, 0])``
-    (k-bit integers in offset binary, AMQ's ±α planes), the index's bits are the masks; each
-    mask is complemented per channel where that makes it sparser."""
+    (k-bit integers in offset binary, AMQ's ±α planes), the index's bits are the masks; where
+    the levels are such sums in another order (AMQ's levels sorted, as ``CodebookQuantizer``
+    keeps them), the bits of each level's place among the sums (``_subset_sums``). Each mask is
+    complemented per channel where that makes it sparser."""
     o, n_levels = levels.shape
     k = n_levels.bit_length() - 1
     if k < 1 or n_levels != 1 << k:
@@ -104,9 +144,17 @@ def _planes(index: np.ndarray, levels: np.ndarray, shape: tuple[int, ...]) -> De
     bits = (n[None, :] >> np.arange(k)[:, None]) & 1  # (K, L)
     rebuilt = base + (lam[:, :, None] * bits[:, None, :]).sum(axis=0)
     scale = np.maximum(np.abs(levels).max(axis=1, keepdims=True), 1e-300)
+    flat = index.reshape(o, -1)
     if not (np.abs(rebuilt - levels) <= 1e-6 * scale).all():
-        return None
-    masks = ((index.reshape(o, -1)[None] >> np.arange(k)[:, None, None]) & 1).astype(bool)
+        base = levels.min(axis=1, keepdims=True)
+        codes = np.empty((o, n_levels), dtype=np.int64)
+        for j in range(o):
+            found = _subset_sums(levels[j], k, 1e-6 * k * float(scale[j, 0]))
+            if found is None:
+                return None
+            lam[:, j], codes[j] = found
+        flat = np.take_along_axis(codes, flat, axis=1)
+    masks = ((flat[None] >> np.arange(k)[:, None, None]) & 1).astype(bool)
     lam0 = base[:, 0].copy()
     flip = masks.sum(axis=2) * 2 > masks.shape[2]  # (K, O)
     masks = np.where(flip[:, :, None], ~masks, masks)

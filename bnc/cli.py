@@ -360,8 +360,10 @@ def parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--importance",
-        metavar="magnitude",
-        help="weight the weights' fit by |w| (large weights reproduced better)",
+        metavar="magnitude|hessian",
+        help="weight the weights' fit by |w| (large weights reproduced better) or by the"
+        " Hessian diagonal of the layer's output error (its inputs' mean squares on the"
+        " calibration samples)",
     )
     q.add_argument(
         "--codebook",

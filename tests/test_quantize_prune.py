@@ -176,3 +176,26 @@ def test_budget_takes_units() -> None:
     for bad in ("abc", "1.5", "3x", "k", ""):
         with pytest.raises(ArgumentTypeError):
             _bytes(bad)
+
+
+def test_hessian_importance_is_the_inputs_mean_square(tmp_path: Path) -> None:
+    """--importance hessian: each weight's importance is the mean square of the input it
+    multiplies (for the first conv, of the image pixels under its taps, zero padding
+    included); the quantized model (here also pruned and under a budget) is bit-exact."""
+    from bnc.quantization.model import hessian_diagonals
+
+    model = chain(width=6, seed=51)
+    x = torch.from_numpy(_images(40, 52))
+    fg = float_graph(model, SHAPE, "chain")
+    h = hessian_diagonals(fg, x)
+    first = next(n for n, m in fg.layers.items() if isinstance(m, nn.Conv2d))
+    padded = torch.nn.functional.pad(x.double(), (1, 1, 1, 1))
+    want = torch.stack([(padded[:, 0, ky : ky + 12, kx : kx + 12] ** 2).mean()
+                        for ky in range(3) for kx in range(3)]).reshape(3, 3)  # fmt: skip
+    assert h[first].shape == fg.layers[first].weight.shape
+    assert torch.allclose(h[first][0, 0].double(), want, rtol=1e-5)
+    assert torch.equal(h[first][0], h[first][-1])
+    q = bnc.quantize(model, x, weights=3, activations=4, importance="hessian", prune=0.3,
+                     budget=2000, output=tmp_path / "q.pt")  # fmt: skip
+    report = climb(q.model, _images(24, 53), ("c",), bnc.compile(tmp_path / "q.pt"))
+    assert report.bit_exact, str(report)

@@ -26,13 +26,14 @@ from bnc.quantization.model import (
     CALIBRATIONS,
     LayerReport,
     Options,
+    hessian_diagonals,
     quantize_graph,
     restat_batch_norm,
     weight_quantizer,
 )
 from bnc.quantization.weights import METHODS
 
-IMPORTANCES = ("magnitude",)
+IMPORTANCES = ("magnitude", "hessian")
 
 
 @dataclass
@@ -176,17 +177,18 @@ def quantize(
         pruning.apply(source, groups, masks)
         say(f"pruning {100 * fraction:g} % of the channels of {len(groups)} layers (L1"
             f"{', 20 % per fine-tuned step' if len(steps) > 1 else ''})")  # fmt: skip
+    hessians = hessian_diagonals(source, x) if importance == "hessian" else None
     bits = None
     if budget is not None:
         candidates = list(range(2 if method == "int" else 1, weights + 1))
         alloc = allocate(source, x, budget, candidates,
-                         lambda n, w, b: weight_quantizer(w, opts, masks.get(n), b), masks,
-                         say)  # fmt: skip
+                         lambda n, w, b: weight_quantizer(w, opts, masks.get(n), b, (hessians
+                                                          or {}).get(n)), masks, say)  # fmt: skip
         bits = alloc.bits
         say(f"--budget {budget:,}: {alloc.total:,} bytes of weights (from {alloc.smallest:,} at"
             f" {candidates[0]} bit to {alloc.widest:,} at {weights}); bits per layer:"
             f" {', '.join(f'{n} {b}' for n, b in bits.items())}")  # fmt: skip
-    qg, report = quantize_graph(source, x, opts, say, masks, bits)
+    qg, report = quantize_graph(source, x, opts, say, masks, bits, hessians)
     pruning.apply(qg, groups, masks)
     if data is not None:
         each = f" per pruning step ({len(steps)} steps)" if steps else ""

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 import bnc.nn as bn
@@ -170,10 +171,12 @@ def quantize_graph(
     say: Callable[[str], None] = lambda s: None,
     masks: Masks | None = None,
     bits: dict[str, int] | None = None,
+    hessians: dict[str, Tensor] | None = None,
 ) -> tuple[Graph, list[LayerReport]]:
     """The quantized graph of the float graph ``fg`` and what was chosen per layer; a layer
     in ``masks`` (pruned) has its weight quantizer fitted to the channels it keeps, a layer in
-    ``bits`` (``--budget``) its own weight bits in place of ``opts.weights``."""
+    ``bits`` (``--budget``) its own weight bits in place of ``opts.weights``; ``hessians``
+    (``hessian_diagonals``) are the importances of ``--importance hessian``."""
     report: list[LayerReport] = []
     layers: dict[str, nn.Module] = {}
     steps: list[tuple[str, str, list[str]]] = []
@@ -215,7 +218,11 @@ def quantize_graph(
                 to_calibrate.append(aq)
                 ops = [aq]
             layers[name], detail = _quantized_layer(
-                layer, opts, (masks or {}).get(name), (bits or {}).get(name, opts.weights)
+                layer,
+                opts,
+                (masks or {}).get(name),
+                (bits or {}).get(name, opts.weights),
+                (hessians or {}).get(name),
             )
             report.append(LayerReport(name, "weights", detail))
             codes[name] = False
@@ -246,17 +253,69 @@ def quantize_graph(
     return graph, report
 
 
-def weight_quantizer(w: Tensor, opts: Options, keep: Tensor | None, bits: int) -> nn.Module:
-    """The layer's weight quantizer by ``opts`` at ``bits``, fitted to the kept channels."""
-    return fit_kept(w, keep, lambda v: quantizer_for(v, opts.method, bits, opts.importance,
-                                                    opts.codebook))  # fmt: skip
+HESSIAN_SAMPLES = 256
+
+
+@torch.no_grad()
+def hessian_diagonals(fg: Graph, x: Tensor) -> dict[str, Tensor]:
+    """``--importance hessian``: per layer with weights, the diagonal of the Hessian of its
+    output's squared error in its weights (up to the factor 2 of OBS's and GPTQ's ``2 X X^T``):
+    the mean square of the input each weight multiplies, on the first ``HESSIAN_SAMPLES``
+    calibration samples through the float model, the same for every output channel."""
+    sums: dict[str, tuple[Tensor, int]] = {}
+
+    def hook(name: str) -> Callable:
+        def pre(mod: nn.Module, args: tuple[Tensor, ...]) -> None:
+            v = args[0].to(torch.float64)
+            if isinstance(mod, nn.Conv2d):
+                cols = F.unfold(v, mod.kernel_size, mod.dilation, mod.padding, mod.stride)
+                sq, n = (cols**2).sum(dim=(0, 2)), cols.shape[0] * cols.shape[2]
+            else:
+                flat = v.reshape(-1, v.shape[-1])
+                sq, n = (flat**2).sum(dim=0), flat.shape[0]
+            s, c = sums.get(name, (torch.zeros_like(sq), 0))
+            sums[name] = (s + sq, c + n)
+
+        return pre
+
+    fg.eval()
+    weighted = {n: m for n, m in fg.layers.items() if isinstance(m, nn.Conv2d | nn.Linear)}
+    hooks = [m.register_forward_pre_hook(hook(n)) for n, m in weighted.items()]
+    try:
+        for i in range(0, min(len(x), HESSIAN_SAMPLES), 64):
+            fg(x[i : min(i + 64, HESSIAN_SAMPLES)])
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
+    for name, (s, c) in sums.items():
+        w = weighted[name].weight
+        out[name] = (s / max(c, 1)).to(torch.float32).reshape(1, *w.shape[1:]).expand_as(w)
+    return out
+
+
+def weight_quantizer(
+    w: Tensor, opts: Options, keep: Tensor | None, bits: int, hessian: Tensor | None = None
+) -> nn.Module:
+    """The layer's weight quantizer by ``opts`` at ``bits``, fitted to the kept channels;
+    ``hessian`` is the layer's importance when ``opts.importance`` is ``"hessian"``."""
+
+    def fit(v: Tensor, which: Tensor | slice) -> nn.Module:
+        importance = hessian[which] if hessian is not None else opts.importance
+        return quantizer_for(v, opts.method, bits, importance, opts.codebook)
+
+    return fit_kept(w, keep, fit)
 
 
 def _quantized_layer(
-    layer: nn.Conv2d | nn.Linear, opts: Options, keep: Tensor | None, bits: int
+    layer: nn.Conv2d | nn.Linear,
+    opts: Options,
+    keep: Tensor | None,
+    bits: int,
+    hessian: Tensor | None,
 ) -> tuple[nn.Module, str]:
     w = layer.weight.detach()
-    q = weight_quantizer(w, opts, keep, bits)
+    q = weight_quantizer(w, opts, keep, bits, hessian)
     kept = slice(None) if keep is None else keep
     with torch.no_grad():
         rows = w[kept]

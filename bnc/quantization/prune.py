@@ -138,13 +138,16 @@ def apply(graph: Graph, groups: dict[str, list[str]], masks: Masks) -> None:
                 norm.bias[gone] = 0
 
 
-def fit_kept(w: Tensor, keep: Tensor | None, fit: Callable[[Tensor], nn.Module]) -> nn.Module:
-    """The quantizer ``fit`` makes for ``w``, its per-channel state fitted on the kept rows
-    only (a shared threshold or a layer codebook does not see the removed channels' zeros)."""
-    q = fit(w)
+def fit_kept(
+    w: Tensor, keep: Tensor | None, fit: Callable[[Tensor, Tensor | slice], nn.Module]
+) -> nn.Module:
+    """The quantizer ``fit(rows, which)`` makes for ``w``, its per-channel state fitted on the
+    kept rows only (a shared threshold or a layer codebook does not see the removed channels'
+    zeros); ``which`` selects the rows of anything else per weight (an importance)."""
+    q = fit(w, slice(None))
     if keep is None or bool(keep.all()):
         return q
-    part = fit(w[keep]).state_dict()
+    part = fit(w[keep], keep).state_dict()
     full = q.state_dict()
     with torch.no_grad():
         for key, value in part.items():

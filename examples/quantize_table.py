@@ -12,7 +12,10 @@ through ``bnc run``, then compiles it for ``cortex-m4`` and counts the instructi
 ``--m4-images`` inferences under qemu. Columns: weight and activation bits, the compiled weight
 bytes (the masks, packed), the share of mask bits at 0 (the sparsity the compiler exploits),
 PyTorch's accuracy and the compiled model's on the same images, their arg-max agreement, host
-time per image and Cortex-M4 instructions per inference.
+time per image and Cortex-M4 instructions per inference. The ``-prune50`` rows remove half of
+each prunable layer's channels (``--prune 0.5``; with fine-tuning 20 % per step, ``--epochs``
+per step); the ``budget-half-w2`` rows give ``--budget`` half the compiled weight bytes of
+uniform 2-bit AMQ weights (measured in the run) and ``--weights 4`` as the widest.
 
 A second table: the relative reconstruction error ``||W - Ŵ|| / ||W||`` over all the model's
 layers together (``sqrt(sum ||W - Ŵ||² / sum ||W||²)``) of greedy, refined and alternating
@@ -56,6 +59,24 @@ ROWS: dict[str, dict[str, object]] = {
     "w1a8-amq": {"weights": 1, "activations": 8, "method": "amq"},
     "w1a2-amq": {"weights": 1, "activations": 2, "method": "amq"},
     "codebook16-a8": {"weights": 4, "activations": 8, "codebook": 16},
+    "w4a4-int-prune50": {"weights": 4, "activations": 4, "method": "int", "prune": 0.5},
+    "w4a4-int-prune50-finetune": {
+        "weights": 4,
+        "activations": 4,
+        "method": "int",
+        "prune": 0.5,
+        "finetune": True,
+    },  # fmt: skip
+    "w2a2-amq-prune50-finetune": {
+        "weights": 2,
+        "activations": 2,
+        "method": "amq",
+        "prune": 0.5,
+        "finetune": True,
+    },  # fmt: skip
+    # --budget: half the compiled weight bytes of uniform 2-bit AMQ weights, bits 1 to 4
+    "budget-half-w2-a8": {"weights": 4, "activations": 8, "method": "amq", "budget": 0.5},
+    "budget-half-w2-a2": {"weights": 4, "activations": 2, "method": "amq", "budget": 0.5},
 }
 
 
@@ -73,11 +94,18 @@ def run_row(name: str, opts: dict[str, object], a: argparse.Namespace, data: dic
     t0 = time.time()
     path = a.dir / f"{name}.pt"
     opts = dict(opts)
+    if "budget" in opts:
+        if "w2_bytes" not in data:  # the uniform 2-bit model's compiled weight bytes
+            w2 = bnc.quantize(a.float, torch.from_numpy(data["cal"]), weights=2)
+            data["w2_bytes"] = int(totals(layer_table(bnc.compile(w2.model).lowered))[
+                "weight_bytes"])  # fmt: skip
+        opts["budget"] = int(opts["budget"] * data["w2_bytes"])  # type: ignore[operator]
     if opts.pop("finetune", False):
         opts["finetune"] = (torch.from_numpy(data["tune_x"]), torch.from_numpy(data["tune_y"]))
         opts["epochs"] = a.epochs
     q = bnc.quantize(a.float, torch.from_numpy(data["cal"]), output=path, **opts)  # type: ignore
     row: dict[str, object] = {"name": name, **ROWS[name], "quantize_s": time.time() - t0}
+    row["bits"] = [r.detail.split(",")[0].split()[-1] for r in q.layers if r.kind == "weights"]
     pred = predict(q.model, data["x"])
     row["torch"] = float((pred == data["y"]).mean())
     folder = a.dir / name
@@ -173,6 +201,10 @@ def main() -> None:
              " quantize s |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         wbits = f"{r['codebook']} levels" if r.get("codebook") else r["weights"]
+        if r.get("budget"):
+            wbits = f"{' '.join(b.removesuffix('-bit') for b in r['bits'])} (≤ {wbits})"
+        if r.get("prune"):
+            wbits = f"{wbits}, {100 * r['prune']:g} % channels pruned"
         if r.get("finetune"):
             wbits = f"{wbits}, {a.epochs} epochs on {a.finetune_images:,} images"
         m4 = f"{r['m4']:,.0f}" if r["m4"] is not None else "failed"

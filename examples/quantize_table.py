@@ -97,7 +97,8 @@ def run_row(name: str, opts: dict[str, object], a: argparse.Namespace, data: dic
     if "budget" in opts:
         if "w2_bytes" not in data:  # the uniform 2-bit model's compiled weight bytes
             w2 = bnc.quantize(a.float, torch.from_numpy(data["cal"]), weights=2)
-            data["w2_bytes"] = int(totals(layer_table(bnc.compile(w2.model).lowered))[
+            compiled = bnc.compile(w2.model, torch.from_numpy(data["cal"][:1]))
+            data["w2_bytes"] = int(totals(layer_table(compiled.lowered))[
                 "weight_bytes"])  # fmt: skip
         opts["budget"] = int(opts["budget"] * data["w2_bytes"])  # type: ignore[operator]
     if opts.pop("finetune", False):
